@@ -1,0 +1,101 @@
+//! The HTTP layer: routers per area, request parsing, the problem mapping and the OpenAPI
+//! document. Handlers parse and render; the coordinator decides.
+
+mod extract;
+mod leases;
+mod ops;
+pub mod problem;
+mod resources;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::http::{Request, StatusCode};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::coordinator::Coordinator;
+
+/// Request bodies above this size are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub coordinator: Arc<Coordinator>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "leasehold",
+        description = "Fenced leases and versioned metadata for Cloud Foundry resources. \
+            Errors are RFC 9457 problems (`application/problem+json`) whose `type` is `/problems/<code>`.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "leases", description = "Fenced leases on (type, guid)"),
+        (name = "resources", description = "Versioned metadata, conditional writes and deletes, history"),
+        (name = "operations", description = "Health, readiness, info"),
+    )
+)]
+struct ApiDoc;
+
+/// The routes and their OpenAPI document, before state and layers.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(leases::router())
+        .merge(resources::router())
+        .merge(ops::router())
+}
+
+/// The OpenAPI document, as served at `/openapi.json` and committed as `openapi/leasehold.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut api) = routes().split_for_parts();
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    api
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    let (router, _) = routes().split_for_parts();
+    let router = router
+        .with_state(state)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+        .fallback(|| async { StatusCode::NOT_FOUND });
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    let route = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("unmatched", |p| p.as_str());
+                    let request_id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %request.method(), route, request_id)
+                }),
+            )
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(axum::middleware::from_fn(problem::problem_fallback))
+            .layer(CatchPanicLayer::new())
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                request_timeout,
+            ))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+    )
+}

@@ -1,0 +1,19 @@
+//! leasehold: fenced leases and versioned metadata for Cloud Foundry resources.
+//!
+//! A guided tour, in the direction data flows:
+#![forbid(unsafe_code)]
+
+/// Building the service from a configuration and a bound listener; graceful shutdown.
+pub mod app;
+/// Flags and environment variables.
+pub mod config;
+/// The one place that opens a resource's critical section and decides inside it.
+pub mod coordinator;
+/// Pure types and rules: resources, leases, versions, metadata, the write rule.
+pub mod domain;
+/// Routers, request parsing, problems, the OpenAPI document.
+pub mod http;
+/// All SQL: leases, resources, history, behind the `Store` traits.
+pub mod store;
+/// Logging setup.
+pub mod telemetry;

@@ -1,0 +1,231 @@
+//! Storage: where leases, fences, versions, metadata and history live. The HTTP layer never
+//! sees it; the coordinator drives it through two narrow traits so a second backend slots in:
+//! [`Store`] for reads and for opening a resource's critical section, [`ResourceTx`] for
+//! everything done inside it. Every write happens inside a `ResourceTx`, which holds the
+//! resource's lock until it commits or is dropped (a drop rolls back).
+
+pub mod postgres;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::domain::etag::Version;
+use crate::domain::lease::{FencingToken, Holder, Lease, LeaseEnd, LeaseId, Ttl};
+use crate::domain::metadata::{Metadata, MetadataChange};
+use crate::domain::resource::{ResourceKey, ResourceType};
+
+/// A resource as read, or as it stands inside its critical section.
+#[derive(Debug, Clone)]
+pub struct ResourceState {
+    pub key: ResourceKey,
+    pub version: Version,
+    /// The last fencing token issued for the resource, 0 if none.
+    pub fence: u64,
+    pub metadata: Metadata,
+    pub deleted: bool,
+    /// The lease active at `now`, if any.
+    pub lease: Option<Lease>,
+    /// The database's clock when the state was read (inside the lock, for a `ResourceTx`).
+    pub now: DateTime<Utc>,
+}
+
+/// Who made a change, for history: the lease holder (or nobody known) and the lease used.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub name: Option<String>,
+    pub lease: Option<(LeaseId, FencingToken)>,
+}
+
+impl Actor {
+    /// The holder of `lease`, acting under it.
+    pub fn holder_of(lease: &Lease) -> Self {
+        Self {
+            name: Some(lease.holder.clone()),
+            lease: Some((lease.id, lease.fencing_token)),
+        }
+    }
+}
+
+/// The kinds of history events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    LeaseGranted,
+    LeaseRenewed,
+    LeaseReleased,
+    LeaseExpired,
+    LeaseRevoked,
+    MetadataChanged,
+    Drift,
+    Deleted,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LeaseGranted => "lease-granted",
+            Self::LeaseRenewed => "lease-renewed",
+            Self::LeaseReleased => "lease-released",
+            Self::LeaseExpired => "lease-expired",
+            Self::LeaseRevoked => "lease-revoked",
+            Self::MetadataChanged => "metadata-changed",
+            Self::Drift => "drift",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::LeaseGranted,
+            Self::LeaseRenewed,
+            Self::LeaseReleased,
+            Self::LeaseExpired,
+            Self::LeaseRevoked,
+            Self::MetadataChanged,
+            Self::Drift,
+            Self::Deleted,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+    }
+
+    /// The event that records a lease ending this way.
+    pub fn lease_ended(how: LeaseEnd) -> Self {
+        match how {
+            LeaseEnd::Released => Self::LeaseReleased,
+            LeaseEnd::Expired => Self::LeaseExpired,
+            LeaseEnd::Revoked => Self::LeaseRevoked,
+        }
+    }
+}
+
+/// One history entry as stored.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub event: Event,
+    pub actor: Option<String>,
+    pub lease_id: Option<LeaseId>,
+    pub fencing_token: Option<FencingToken>,
+    pub version: Version,
+    pub detail: Option<Value>,
+}
+
+/// Which leases the operator listing shows, by state at the database's now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StateFilter {
+    #[default]
+    Active,
+    Ended,
+    All,
+}
+
+/// The operator listing's filters and page.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseQuery {
+    pub resource_type: Option<ResourceType>,
+    pub guid: Option<Uuid>,
+    pub holder: Option<String>,
+    pub state: StateFilter,
+    pub limit: u32,
+    /// Keyset: only leases strictly after this one in (acquired_at, id) descending order.
+    pub after: Option<(DateTime<Utc>, LeaseId)>,
+}
+
+/// A page of leases, newest first, with the state of each as of `now`.
+#[derive(Debug, Clone)]
+pub struct LeasePage {
+    pub items: Vec<Lease>,
+    pub now: DateTime<Utc>,
+    pub has_more: bool,
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The schema is not in place yet (migrations still pending): 503.
+    #[error("the database schema is not ready yet")]
+    NotReady,
+    /// The database cannot be reached or the pool is exhausted: 503.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// The resource's lock or a statement took longer than allowed: 503.
+    #[error("the database did not answer in time (lock or statement timeout)")]
+    Busy(#[source] sqlx::Error),
+    /// A stored row breaks an invariant (e.g. an unknown resource type): 500.
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    /// Anything else the database said: 500.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+}
+
+/// Reads, and the way into a resource's critical section.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The backend's name for `/v1/info`, e.g. `postgres`.
+    fn kind(&self) -> &'static str;
+
+    /// Ok when the database answers and the schema is in place.
+    async fn check_ready(&self) -> Result<(), StoreError>;
+
+    /// The resource as of one instant; a resource never seen reads as version 0, empty.
+    async fn read_resource(&self, key: ResourceKey) -> Result<ResourceState, StoreError>;
+
+    /// Any lease by id, as recorded.
+    async fn read_lease(&self, id: LeaseId) -> Result<Option<(Lease, DateTime<Utc>)>, StoreError>;
+
+    /// The operator listing.
+    async fn list_leases(&self, query: &LeaseQuery) -> Result<LeasePage, StoreError>;
+
+    /// Whether the resource has an open lease past its expiry that history does not show yet.
+    async fn has_unrecorded_expiry(&self, key: ResourceKey) -> Result<bool, StoreError>;
+
+    /// History entries newest first, with `seq < before` when given.
+    async fn history(
+        &self,
+        key: ResourceKey,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// Opens the resource's critical section: locks it (on every instance sharing the
+    /// database), takes the database's clock, and records the expiry of an open lease whose
+    /// time ran out, so the returned state's `lease` is the one active now.
+    async fn lock_resource(&self, key: ResourceKey) -> Result<Box<dyn ResourceTx>, StoreError>;
+}
+
+/// Everything done to one resource inside its critical section. Each method records its
+/// history entry itself and keeps `state()` current. Nothing is visible before `commit`.
+#[async_trait]
+pub trait ResourceTx: Send {
+    fn state(&self) -> &ResourceState;
+
+    /// A lease of this resource by id, as recorded (the caller judges it at `state().now`).
+    async fn lease(&mut self, id: LeaseId) -> Result<Option<Lease>, StoreError>;
+
+    /// Grants a new lease with the next fencing token; there must be no active lease.
+    async fn grant(&mut self, holder: &Holder, ttl: Ttl) -> Result<Lease, StoreError>;
+
+    /// Extends the active lease to now + `ttl`.
+    async fn renew(&mut self, lease: &Lease, ttl: Ttl) -> Result<Lease, StoreError>;
+
+    /// Ends the active lease now, as released or revoked.
+    async fn end(&mut self, lease: &Lease, how: LeaseEnd) -> Result<Lease, StoreError>;
+
+    /// Replaces the metadata, bumps the version and records the change.
+    async fn write_metadata(
+        &mut self,
+        after: Metadata,
+        change: &MetadataChange,
+        actor: &Actor,
+    ) -> Result<(), StoreError>;
+
+    /// Tombstones the resource and bumps the version.
+    async fn delete(&mut self, actor: &Actor) -> Result<(), StoreError>;
+
+    /// Makes everything done durable and visible, and releases the lock.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}

@@ -1,0 +1,343 @@
+//! A resource's critical section on PostgreSQL: a transaction holding the `resources` row
+//! lock. Because the lock is held, the row's counters are known in memory; each operation
+//! writes its change, the counters and its history entry in one statement.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, Postgres, Row, Transaction};
+
+use crate::domain::lease::{FencingToken, Holder, Lease, LeaseEnd, LeaseId, Ttl};
+use crate::domain::metadata::{Metadata, MetadataChange};
+use crate::domain::resource::ResourceKey;
+use crate::store::{Actor, Event, ResourceState, ResourceTx, StoreError};
+
+use super::db_error;
+use super::rows::{
+    LEASE_COLUMNS, lease_from_row, metadata_from_row, metadata_json, signed, unsigned,
+};
+
+pub struct PgResourceTx {
+    tx: Transaction<'static, Postgres>,
+    state: ResourceState,
+    history_seq: u64,
+}
+
+/// One history entry to append.
+struct Entry<'a> {
+    event: Event,
+    at: DateTime<Utc>,
+    actor: Option<&'a str>,
+    lease: Option<(LeaseId, FencingToken)>,
+    detail: Option<Value>,
+}
+
+/// Appends one history entry and writes the resource's counters, in one statement.
+/// `$1..$9` are the entry; `$10..$15` the resource row after the operation.
+const RECORD: &str = "WITH r AS ( \
+       UPDATE resources SET version = $10, fence = $11, history_seq = $3, \
+         labels = COALESCE($12, labels), annotations = COALESCE($13, annotations), \
+         deleted_at = COALESCE(deleted_at, $14) \
+       WHERE resource_type = $1 AND resource_guid = $2 RETURNING 1) \
+     INSERT INTO history (resource_type, resource_guid, seq, at, event, actor, lease_id, \
+       fencing_token, version, detail) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $15 FROM r";
+
+impl PgResourceTx {
+    /// Locks the resource's row (creating it when new), reads the clock after the lock is
+    /// held, and records the expiry of an open lease whose time ran out.
+    pub async fn lock(
+        mut tx: Transaction<'static, Postgres>,
+        key: ResourceKey,
+    ) -> Result<Self, StoreError> {
+        // ON CONFLICT DO UPDATE locks the row and RETURNING sees its newest version;
+        // clock_timestamp() is read after the lock is granted.
+        let row = sqlx::query(
+            "INSERT INTO resources (resource_type, resource_guid) VALUES ($1, $2) \
+             ON CONFLICT (resource_type, resource_guid) DO UPDATE SET history_seq = resources.history_seq \
+             RETURNING version, fence, labels, annotations, deleted_at, history_seq, clock_timestamp() AS now",
+        )
+        .bind(key.resource_type.as_str())
+        .bind(key.guid)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let deleted_at: Option<DateTime<Utc>> = row.try_get("deleted_at").map_err(db_error)?;
+        let state = ResourceState {
+            key,
+            version: unsigned(row.try_get("version").map_err(db_error)?, "version")?,
+            fence: unsigned(row.try_get("fence").map_err(db_error)?, "fence")?,
+            metadata: metadata_from_row(&row)?,
+            deleted: deleted_at.is_some(),
+            lease: None,
+            now: row.try_get("now").map_err(db_error)?,
+        };
+        let history_seq = unsigned(row.try_get("history_seq").map_err(db_error)?, "history_seq")?;
+        // A separate statement: in READ COMMITTED it takes a fresh snapshot, taken after the
+        // lock above was granted, so it sees every lease committed before.
+        let sql = format!(
+            "SELECT {LEASE_COLUMNS} FROM leases l \
+             WHERE l.resource_type = $1 AND l.resource_guid = $2 AND l.ended_at IS NULL"
+        );
+        let open = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key.resource_type.as_str())
+            .bind(key.guid)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let open = match open {
+            Some(row) => lease_from_row(&row)?,
+            None => None,
+        };
+        let mut this = Self {
+            tx,
+            state,
+            history_seq,
+        };
+        match open {
+            Some(lease) if lease.expires_at <= this.state.now => {
+                this.close_lease(&lease, LeaseEnd::Expired, lease.expires_at)
+                    .await?;
+            }
+            open => this.state.lease = open,
+        }
+        Ok(this)
+    }
+
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Appends `entry` and writes the in-memory counters (and metadata / tombstone when given).
+    async fn record(
+        &mut self,
+        entry: Entry<'_>,
+        metadata: Option<&Metadata>,
+        deleted_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.history_seq += 1;
+        let (labels, annotations) = match metadata.map(metadata_json) {
+            Some((l, a)) => (Some(l), Some(a)),
+            None => (None, None),
+        };
+        let key = self.state.key;
+        let (version, fence, seq) = (self.state.version, self.state.fence, self.history_seq);
+        sqlx::query(RECORD)
+            .bind(key.resource_type.as_str())
+            .bind(key.guid)
+            .bind(signed(seq))
+            .bind(entry.at)
+            .bind(entry.event.as_str())
+            .bind(entry.actor)
+            .bind(entry.lease.map(|(id, _)| id.0))
+            .bind(entry.lease.map(|(_, token)| signed(token.0)))
+            .bind(signed(version))
+            .bind(signed(version))
+            .bind(signed(fence))
+            .bind(labels)
+            .bind(annotations)
+            .bind(deleted_at)
+            .bind(entry.detail)
+            .execute(self.conn())
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn close_lease(
+        &mut self,
+        lease: &Lease,
+        how: LeaseEnd,
+        at: DateTime<Utc>,
+    ) -> Result<Lease, StoreError> {
+        let done = sqlx::query(
+            "UPDATE leases SET ended_at = $2, end_reason = $3 WHERE id = $1 AND ended_at IS NULL",
+        )
+        .bind(lease.id.0)
+        .bind(at)
+        .bind(how.as_str())
+        .execute(self.conn())
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "lease {} was not open inside its resource's lock",
+                lease.id
+            )));
+        }
+        self.record(
+            Entry {
+                event: Event::lease_ended(how),
+                at,
+                actor: Some(&lease.holder),
+                lease: Some((lease.id, lease.fencing_token)),
+                detail: None,
+            },
+            None,
+            None,
+        )
+        .await?;
+        self.state.lease = None;
+        Ok(Lease {
+            ended: Some((how, at)),
+            ..lease.clone()
+        })
+    }
+}
+
+#[async_trait]
+impl ResourceTx for PgResourceTx {
+    fn state(&self) -> &ResourceState {
+        &self.state
+    }
+
+    async fn lease(&mut self, id: LeaseId) -> Result<Option<Lease>, StoreError> {
+        let sql = format!(
+            "SELECT {LEASE_COLUMNS} FROM leases l \
+             WHERE l.id = $1 AND l.resource_type = $2 AND l.resource_guid = $3"
+        );
+        let key = self.state.key;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .bind(key.resource_type.as_str())
+            .bind(key.guid)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(db_error)?;
+        match row {
+            Some(row) => lease_from_row(&row),
+            None => Ok(None),
+        }
+    }
+
+    async fn grant(&mut self, holder: &Holder, ttl: Ttl) -> Result<Lease, StoreError> {
+        let now = self.state.now;
+        let lease = Lease {
+            id: LeaseId::new_random(),
+            resource: self.state.key,
+            holder: holder.as_str().to_owned(),
+            fencing_token: FencingToken(self.state.fence + 1),
+            ttl_seconds: ttl.seconds(),
+            acquired_at: now,
+            renewed_at: now,
+            expires_at: now + ttl.as_chrono(),
+            ended: None,
+        };
+        // The unique index on open leases backs up the lock: a second open lease cannot exist.
+        sqlx::query(
+            "INSERT INTO leases (id, resource_type, resource_guid, holder, fencing_token, \
+             ttl_seconds, acquired_at, renewed_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+        )
+        .bind(lease.id.0)
+        .bind(lease.resource.resource_type.as_str())
+        .bind(lease.resource.guid)
+        .bind(&lease.holder)
+        .bind(signed(lease.fencing_token.0))
+        .bind(ttl.seconds() as i32)
+        .bind(now)
+        .bind(lease.expires_at)
+        .execute(self.conn())
+        .await
+        .map_err(db_error)?;
+        self.state.fence = lease.fencing_token.0;
+        self.record(
+            Entry {
+                event: Event::LeaseGranted,
+                at: now,
+                actor: Some(&lease.holder),
+                lease: Some((lease.id, lease.fencing_token)),
+                detail: None,
+            },
+            None,
+            None,
+        )
+        .await?;
+        self.state.lease = Some(lease.clone());
+        Ok(lease)
+    }
+
+    async fn renew(&mut self, lease: &Lease, ttl: Ttl) -> Result<Lease, StoreError> {
+        let now = self.state.now;
+        let renewed = Lease {
+            ttl_seconds: ttl.seconds(),
+            renewed_at: now,
+            expires_at: now + ttl.as_chrono(),
+            ..lease.clone()
+        };
+        let done = sqlx::query(
+            "UPDATE leases SET ttl_seconds = $2, renewed_at = $3, expires_at = $4 \
+             WHERE id = $1 AND ended_at IS NULL",
+        )
+        .bind(lease.id.0)
+        .bind(ttl.seconds() as i32)
+        .bind(now)
+        .bind(renewed.expires_at)
+        .execute(self.conn())
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "lease {} was not open inside its resource's lock",
+                lease.id
+            )));
+        }
+        self.record(
+            Entry {
+                event: Event::LeaseRenewed,
+                at: now,
+                actor: Some(&lease.holder),
+                lease: Some((lease.id, lease.fencing_token)),
+                detail: None,
+            },
+            None,
+            None,
+        )
+        .await?;
+        self.state.lease = Some(renewed.clone());
+        Ok(renewed)
+    }
+
+    async fn end(&mut self, lease: &Lease, how: LeaseEnd) -> Result<Lease, StoreError> {
+        let now = self.state.now;
+        self.close_lease(lease, how, now).await
+    }
+
+    async fn write_metadata(
+        &mut self,
+        after: Metadata,
+        change: &MetadataChange,
+        actor: &Actor,
+    ) -> Result<(), StoreError> {
+        self.state.version += 1;
+        let detail = serde_json::to_value(change).ok();
+        let entry = Entry {
+            event: Event::MetadataChanged,
+            at: self.state.now,
+            actor: actor.name.as_deref(),
+            lease: actor.lease,
+            detail,
+        };
+        self.record(entry, Some(&after), None).await?;
+        self.state.metadata = after;
+        Ok(())
+    }
+
+    async fn delete(&mut self, actor: &Actor) -> Result<(), StoreError> {
+        self.state.version += 1;
+        let now = self.state.now;
+        let entry = Entry {
+            event: Event::Deleted,
+            at: now,
+            actor: actor.name.as_deref(),
+            lease: actor.lease,
+            detail: None,
+        };
+        self.record(entry, None, Some(now)).await?;
+        self.state.deleted = true;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(db_error)
+    }
+}
