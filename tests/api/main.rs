@@ -1,0 +1,4 @@
+//! The integration suite: real HTTP against leasehold instances on a real PostgreSQL.
+
+mod helpers;
+mod smoke;
