@@ -39,8 +39,7 @@ pub struct AppState {
     info(
         title = "leasehold",
         description = "Fenced leases and versioned metadata for Cloud Foundry resources. \
-            Errors are RFC 9457 problems (`application/problem+json`) whose `type` is `/problems/<code>`.",
-        license(name = "Apache-2.0")
+            Errors are RFC 9457 problems (`application/problem+json`) whose `type` is `/problems/<code>`."
     ),
     tags(
         (name = "leases", description = "Fenced leases on (type, guid)"),
