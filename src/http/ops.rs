@@ -1,6 +1,8 @@
 //! Operations routes: liveness, readiness and the limits in force.
 
 use axum::Json;
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
@@ -11,6 +13,9 @@ use crate::domain::lease::{DEFAULT_TTL, MAX_TTL, MIN_TTL};
 use super::problem::Problem;
 use super::wire::{InfoOut, LimitsOut, ProblemOut, RangeOut, ReadyOut};
 use super::{AppState, MAX_BODY_BYTES};
+
+/// Probes answer quickly: a database that does not answer within this is not ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -36,12 +41,23 @@ async fn healthz() -> StatusCode {
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<ReadyOut>, Problem> {
-    match state.coordinator.store().check_ready().await {
-        Ok(()) => Ok(Json(ReadyOut {
+    let check = tokio::time::timeout(READY_TIMEOUT, state.coordinator.store().check_ready()).await;
+    match check {
+        Ok(Ok(())) => Ok(Json(ReadyOut {
             status: "ready",
             database: "ok",
         })),
-        Err(error) => Err(Problem::new(
+        Err(_) => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            format!(
+                "database: no answer within {} ms",
+                READY_TIMEOUT.as_millis()
+            ),
+        )
+        .with("database", "timeout")),
+        Ok(Err(error)) => Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "Service unavailable",
