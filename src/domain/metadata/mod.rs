@@ -2,7 +2,8 @@
 //! is parsed into a [`MetadataPatch`] only after Cloud Controller's validation passed, so
 //! a patch applied here is one CC accepts too.
 
-pub mod validation;
+/// Cloud Controller's validation rules, shared with the Cloud Controller emulator.
+pub use cf_metadata as validation;
 
 use std::collections::BTreeMap;
 
