@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::{Config, UpstreamMode};
+use crate::config::{CfAuth, Config, UpstreamMode};
 use crate::coordinator::{Coordinator, Rules};
 use crate::domain::metadata::MetadataLimits;
 use crate::http::{self, AppState};
 use crate::store::postgres::PgStore;
+use crate::upstream::Upstream;
+use crate::upstream::cloud_controller::{CloudController, CredentialsConfig, Settings};
 
 /// Why the service cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -20,10 +22,10 @@ pub enum StartError {
     NoDatabase,
     #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
     BadDatabaseUrl(#[source] sqlx::Error),
-    #[error(
-        "LEASEHOLD_UPSTREAM=cloud-controller is not available in this version; use local (the default)"
-    )]
-    UpstreamUnavailable,
+    #[error("LEASEHOLD_UPSTREAM=cloud-controller needs {0}")]
+    UpstreamConfig(&'static str),
+    #[error("cannot build the Cloud Controller client: {0}")]
+    UpstreamClient(#[source] reqwest::Error),
     #[error("could not serve HTTP: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -38,9 +40,6 @@ impl App {
     /// Builds the service. It does not wait for the database: migrations run in the
     /// background, retrying, and `/readyz` answers 503 until they are done.
     pub fn build(config: &Config) -> Result<Self, StartError> {
-        if config.upstream == UpstreamMode::CloudController {
-            return Err(StartError::UpstreamUnavailable);
-        }
         let url = config
             .database_url
             .as_deref()
@@ -54,7 +53,8 @@ impl App {
                 max_annotations: config.max_annotations,
             },
         };
-        let coordinator = Arc::new(Coordinator::new(Arc::new(store.clone()), rules));
+        let upstream = upstream(config)?;
+        let coordinator = Arc::new(Coordinator::new(Arc::new(store.clone()), upstream, rules));
         let router = http::app(
             AppState { coordinator },
             Duration::from_secs(config.request_timeout_seconds),
@@ -80,6 +80,44 @@ impl App {
         Ok(())
     }
 }
+
+/// The upstream of record, if it is not leasehold's own store.
+fn upstream(config: &Config) -> Result<Option<Arc<dyn Upstream>>, StartError> {
+    if config.upstream == UpstreamMode::Local {
+        return Ok(None);
+    }
+    let api_url = config
+        .cf_api_url
+        .clone()
+        .ok_or(StartError::UpstreamConfig("CF_API_URL"))?;
+    let credentials = match config.cf_auth {
+        CfAuth::Passthrough => CredentialsConfig::Passthrough,
+        CfAuth::ServiceAccount => CredentialsConfig::ServiceAccount {
+            client_id: config
+                .cf_client_id
+                .clone()
+                .ok_or(StartError::UpstreamConfig(
+                    "CF_CLIENT_ID (or LEASEHOLD_CF_AUTH=passthrough)",
+                ))?,
+            client_secret: config
+                .cf_client_secret
+                .clone()
+                .ok_or(StartError::UpstreamConfig("CF_CLIENT_SECRET"))?,
+        },
+    };
+    let client = CloudController::new(Settings {
+        api_url,
+        credentials,
+        connect_timeout: CF_CONNECT_TIMEOUT,
+        request_timeout: Duration::from_secs(config.cf_timeout_seconds),
+        delete_wait: Duration::from_secs(config.cf_delete_wait_seconds),
+    })
+    .map_err(StartError::UpstreamClient)?;
+    Ok(Some(Arc::new(client)))
+}
+
+/// How long connecting to Cloud Controller may take.
+const CF_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Completes on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {

@@ -31,6 +31,15 @@ pub enum UpstreamMode {
     CloudController,
 }
 
+/// Whose credentials leasehold presents to Cloud Controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CfAuth {
+    /// leasehold's own UAA client (CF_CLIENT_ID / CF_CLIENT_SECRET, client_credentials).
+    ServiceAccount,
+    /// The caller's own `Authorization: bearer …`, so CC's roles decide.
+    Passthrough,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -74,6 +83,34 @@ pub struct Config {
     /// UAA client secret (cloud-controller upstream).
     #[arg(long, env = "CF_CLIENT_SECRET", hide_env_values = true, global = true)]
     pub cf_client_secret: Option<String>,
+
+    /// How leasehold authenticates to Cloud Controller.
+    #[arg(
+        long,
+        env = "LEASEHOLD_CF_AUTH",
+        value_enum,
+        default_value = "service-account",
+        global = true
+    )]
+    pub cf_auth: CfAuth,
+
+    /// Longest a Cloud Controller request may take.
+    #[arg(
+        long,
+        env = "LEASEHOLD_CF_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub cf_timeout_seconds: u64,
+
+    /// How long a DELETE follows Cloud Controller's job before answering 202.
+    #[arg(
+        long,
+        env = "LEASEHOLD_CF_DELETE_WAIT_SECONDS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub cf_delete_wait_seconds: u64,
 
     /// Refuse writes that carry neither If-Match nor Fencing-Token (428).
     #[arg(long, env = "LEASEHOLD_REQUIRE_PRECONDITIONS", global = true)]

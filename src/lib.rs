@@ -17,3 +17,5 @@ pub mod http;
 pub mod store;
 /// Logging setup.
 pub mod telemetry;
+/// Where metadata of record lives when it is not leasehold's own: Cloud Controller.
+pub mod upstream;

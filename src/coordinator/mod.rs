@@ -14,6 +14,7 @@ use crate::domain::write_rule::{self, Current, Preconditions, Refusal};
 use crate::store::{
     Actor, HistoryEntry, LeasePage, LeaseQuery, ResourceState, ResourceTx, Store, StoreError,
 };
+use crate::upstream::{Caller, DeleteOutcome, Upstream, UpstreamError, UpstreamResource};
 
 /// The rules in force, from the configuration.
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,6 +52,25 @@ pub enum CoordinatorError {
     /// 503 or 500, by the store's error.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The upstream failed or refused: 404, 405, 403, 422, 502 or 504 by the error.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// A resource as read or written: leasehold's state and, with an upstream, its body there.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub state: ResourceState,
+    pub upstream: Option<serde_json::Value>,
+}
+
+/// How a delete ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    /// Gone (204).
+    Done,
+    /// The upstream's delete job was still running when leasehold stopped waiting (202).
+    StillDeleting { job: String },
 }
 
 /// What an acquire did.
@@ -64,12 +84,24 @@ pub enum Acquired {
 
 pub struct Coordinator {
     store: Arc<dyn Store>,
+    upstream: Option<Arc<dyn Upstream>>,
     rules: Rules,
 }
 
 impl Coordinator {
-    pub fn new(store: Arc<dyn Store>, rules: Rules) -> Self {
-        Self { store, rules }
+    /// A coordinator over `store`, with the metadata of record in `upstream` when given
+    /// (otherwise in the store itself: the local upstream).
+    pub fn new(store: Arc<dyn Store>, upstream: Option<Arc<dyn Upstream>>, rules: Rules) -> Self {
+        Self {
+            store,
+            upstream,
+            rules,
+        }
+    }
+
+    /// The upstream, when metadata of record lives outside leasehold.
+    pub fn upstream(&self) -> Option<&dyn Upstream> {
+        self.upstream.as_deref()
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -153,34 +185,66 @@ impl Coordinator {
         }
     }
 
-    /// Applies a metadata patch under the write rule; returns the resource after it.
+    /// Applies a metadata patch under the write rule; returns the resource after it (and the
+    /// upstream's body of it, with an upstream).
     #[tracing::instrument(skip_all, fields(resource = %key, token = pre.fencing_token.map(|t| t.0)))]
     pub async fn patch_metadata(
         &self,
         key: ResourceKey,
         patch: &MetadataPatch,
         pre: &Preconditions,
-    ) -> Result<ResourceState, CoordinatorError> {
+        caller: &Caller,
+    ) -> Result<Resource, CoordinatorError> {
         let mut tx = self.store.lock_resource(key).await?;
-        if let Err(refusal) = self.check(tx.state(), pre) {
-            return refuse(tx, CoordinatorError::Refused(refusal)).await;
-        }
+        let seen = match self.enter(&mut tx, pre, caller).await {
+            Ok(seen) => seen,
+            Err(err) => return refuse(tx, err).await,
+        };
         let state = tx.state();
         let after = state.metadata.apply(patch);
-        if let Some(change) = state.metadata.change_to(&after) {
-            let errors = state
-                .metadata
-                .limit_errors(patch, &after, self.rules.limits);
-            if !errors.is_empty() {
-                return refuse(tx, CoordinatorError::InvalidMetadata(errors)).await;
-            }
-            let actor = actor(state);
-            tx.write_metadata(after, &change, &actor).await?;
-            tracing::info!(version = tx.state().version, "metadata changed");
+        let Some(change) = state.metadata.change_to(&after) else {
+            let state = tx.state().clone();
+            tx.commit().await?;
+            return Ok(Resource {
+                state,
+                upstream: seen.map(|s| s.body),
+            });
+        };
+        let errors = state
+            .metadata
+            .limit_errors(patch, &after, self.rules.limits);
+        if !errors.is_empty() {
+            return refuse(tx, CoordinatorError::InvalidMetadata(errors)).await;
         }
+        let actor = actor(state);
+        let upstream = match &self.upstream {
+            None => {
+                tx.write_metadata(after, &change, &actor, None).await?;
+                None
+            }
+            Some(upstream) => {
+                // Send only the keys that change; CC's answer is the truth afterwards.
+                let written = match upstream
+                    .patch_metadata(key, &change.as_patch(), caller)
+                    .await
+                {
+                    Ok(written) => written,
+                    Err(error) => return Err(self.upstream_failed(key, tx, error).await),
+                };
+                let change = tx
+                    .state()
+                    .metadata
+                    .change_to(&written.metadata)
+                    .unwrap_or(change);
+                tx.write_metadata(written.metadata, &change, &actor, Some(written.digest))
+                    .await?;
+                Some(written.body)
+            }
+        };
+        tracing::info!(version = tx.state().version, "metadata changed");
         let state = tx.state().clone();
         tx.commit().await?;
-        Ok(state)
+        Ok(Resource { state, upstream })
     }
 
     /// Deletes the resource under the write rule; its active lease ends as released.
@@ -189,39 +253,129 @@ impl Coordinator {
         &self,
         key: ResourceKey,
         pre: &Preconditions,
-    ) -> Result<(), CoordinatorError> {
+        caller: &Caller,
+    ) -> Result<Deleted, CoordinatorError> {
         let mut tx = self.store.lock_resource(key).await?;
-        if let Err(refusal) = self.check(tx.state(), pre) {
-            return refuse(tx, CoordinatorError::Refused(refusal)).await;
+        if let Err(err) = self.enter(&mut tx, pre, caller).await {
+            return refuse(tx, err).await;
         }
+        let outcome = match &self.upstream {
+            None => DeleteOutcome::Done,
+            Some(upstream) => match upstream.delete(key, caller).await {
+                Ok(outcome) => outcome,
+                Err(error) => return Err(self.upstream_failed(key, tx, error).await),
+            },
+        };
+        let (deleted, detail) = match &outcome {
+            DeleteOutcome::Done => (Deleted::Done, None),
+            DeleteOutcome::StillDeleting { job } => (
+                Deleted::StillDeleting { job: job.clone() },
+                Some(serde_json::json!({"state": "deleting", "job": job})),
+            ),
+        };
         let lease = tx.state().lease.clone();
-        tx.delete(&actor(tx.state())).await?;
+        tx.delete(&actor(tx.state()), detail).await?;
         if let Some(lease) = lease {
             tx.end(&lease, LeaseEnd::Released).await?;
         }
         tx.commit().await?;
-        tracing::info!("resource deleted");
-        Ok(())
+        tracing::info!(?deleted, "resource deleted");
+        Ok(deleted)
     }
 
-    fn check(&self, state: &ResourceState, pre: &Preconditions) -> Result<(), Refusal> {
-        let current = Current {
-            deleted: state.deleted,
-            version: state.version,
-            metadata: &state.metadata,
-            lease: state.lease.as_ref(),
-            now: state.now,
+    /// The write rule up to the change: steps 1–3, then (with an upstream) step 4 — re-read
+    /// the resource upstream and record drift — then steps 5–7. Returns what the upstream has.
+    async fn enter(
+        &self,
+        tx: &mut Box<dyn ResourceTx>,
+        pre: &Preconditions,
+        caller: &Caller,
+    ) -> Result<Option<UpstreamResource>, CoordinatorError> {
+        write_rule::check_access(current(tx.state()), pre).map_err(CoordinatorError::Refused)?;
+        let seen = match &self.upstream {
+            None => None,
+            Some(upstream) => {
+                let seen = upstream.read(tx.state().key, caller).await?;
+                if tx
+                    .observe_upstream(seen.metadata.clone(), seen.digest.clone())
+                    .await?
+                {
+                    tracing::info!(version = tx.state().version, "upstream drift recorded");
+                }
+                Some(seen)
+            }
         };
-        write_rule::check(current, pre, self.rules.require_preconditions)
+        write_rule::check_conditions(current(tx.state()), pre, self.rules.require_preconditions)
+            .map_err(CoordinatorError::Refused)?;
+        Ok(seen)
     }
 
-    /// The resource as of now; 410 once deleted.
-    pub async fn resource(&self, key: ResourceKey) -> Result<ResourceState, CoordinatorError> {
+    /// After an upstream write failed: nothing of the critical section is kept (version,
+    /// history and leases stay as they were), except, when the write may have landed, the
+    /// mark that makes the next read name the resulting drift.
+    async fn upstream_failed(
+        &self,
+        key: ResourceKey,
+        tx: Box<dyn ResourceTx>,
+        error: UpstreamError,
+    ) -> CoordinatorError {
+        drop(tx);
+        if error.outcome_unknown() {
+            tracing::warn!(%error, "upstream write outcome unknown; marking the resource uncertain");
+            let marked = async {
+                let mut tx = self.store.lock_resource(key).await?;
+                tx.mark_upstream_uncertain().await?;
+                tx.commit().await
+            };
+            if let Err(e) = marked.await {
+                tracing::warn!(error = %e, "could not mark the resource uncertain; the next read re-reads it anyway");
+            }
+        }
+        CoordinatorError::Upstream(error)
+    }
+
+    /// The resource as of now; 410 once deleted. With an upstream, the resource is read
+    /// there, and a change made past leasehold is recorded as drift before answering.
+    pub async fn resource(
+        &self,
+        key: ResourceKey,
+        caller: &Caller,
+    ) -> Result<Resource, CoordinatorError> {
         let state = self.store.read_resource(key).await?;
         if state.deleted {
             return Err(CoordinatorError::Refused(Refusal::Deleted));
         }
-        Ok(state)
+        let Some(upstream) = &self.upstream else {
+            return Ok(Resource {
+                state,
+                upstream: None,
+            });
+        };
+        let seen = upstream.read(key, caller).await?;
+        if state.upstream_digest.as_deref() == Some(seen.digest.as_str())
+            && !state.upstream_uncertain
+        {
+            return Ok(Resource {
+                state,
+                upstream: Some(seen.body),
+            });
+        }
+        // It changed since leasehold last looked. Look again inside the critical section: the
+        // first read may predate a write another instance has committed since, and recording
+        // it would be false drift.
+        let mut tx = self.store.lock_resource(key).await?;
+        if tx.state().deleted {
+            return refuse(tx, CoordinatorError::Refused(Refusal::Deleted)).await;
+        }
+        let seen = upstream.read(key, caller).await?;
+        tx.observe_upstream(seen.metadata.clone(), seen.digest.clone())
+            .await?;
+        let state = tx.state().clone();
+        tx.commit().await?;
+        Ok(Resource {
+            state,
+            upstream: Some(seen.body),
+        })
     }
 
     /// The resource's active lease, with the database's now.
@@ -229,7 +383,10 @@ impl Coordinator {
         &self,
         key: ResourceKey,
     ) -> Result<(Lease, DateTime<Utc>), CoordinatorError> {
-        let state = self.resource(key).await?;
+        let state = self.store.read_resource(key).await?;
+        if state.deleted {
+            return Err(CoordinatorError::Refused(Refusal::Deleted));
+        }
         let now = state.now;
         state
             .lease
@@ -261,6 +418,16 @@ impl Coordinator {
             self.store.lock_resource(key).await?.commit().await?;
         }
         Ok(self.store.history(key, before, limit).await?)
+    }
+}
+
+fn current(state: &ResourceState) -> Current<'_> {
+    Current {
+        deleted: state.deleted,
+        version: state.version,
+        metadata: &state.metadata,
+        lease: state.lease.as_ref(),
+        now: state.now,
     }
 }
 

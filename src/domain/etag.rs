@@ -55,10 +55,10 @@ impl EntityTags {
         }
     }
 
-    /// `If-None-Match` semantics: weak comparison; `*` matches any current representation.
-    pub fn matches_weakly(&self, version: Version) -> bool {
+    /// `If-None-Match` semantics: weak comparison; `*` matches only a resource that exists.
+    pub fn matches_weakly(&self, version: Version, exists: bool) -> bool {
         match self {
-            Self::Any => true,
+            Self::Any => exists,
             Self::List(tags) => {
                 let current = version.to_string();
                 tags.iter().any(|t| t.opaque == current)
@@ -122,9 +122,14 @@ mod tests {
 
     #[test]
     fn if_none_match_compares_weakly() {
-        assert!(EntityTags::parse("W/\"2\"").unwrap().matches_weakly(2));
-        assert!(!EntityTags::parse("\"3\"").unwrap().matches_weakly(2));
-        assert!(EntityTags::parse("*").unwrap().matches_weakly(0));
+        assert!(
+            EntityTags::parse("W/\"2\"")
+                .unwrap()
+                .matches_weakly(2, true)
+        );
+        assert!(!EntityTags::parse("\"3\"").unwrap().matches_weakly(2, true));
+        assert!(EntityTags::parse("*").unwrap().matches_weakly(1, true));
+        assert!(!EntityTags::parse("*").unwrap().matches_weakly(0, false));
     }
 
     #[test]

@@ -50,13 +50,19 @@ pub enum Refusal {
     PreconditionRequired,
 }
 
-/// Checks steps 1–3 and 5–7 of the write rule (step 4, drift, belongs to the CC upstream
-/// and happens before this is called; step 8 is the change itself).
+/// Checks steps 1–3 and 5–7 of the write rule (step 8 is the change itself).
 pub fn check(
     current: Current<'_>,
     pre: &Preconditions,
     require_preconditions: bool,
 ) -> Result<(), Refusal> {
+    check_access(current, pre)?;
+    check_conditions(current, pre, require_preconditions)
+}
+
+/// Steps 1–3: the resource is not deleted, and the caller holds the active lease if there
+/// is one. With an upstream, step 4 (drift) runs between these and [`check_conditions`].
+pub fn check_access(current: Current<'_>, pre: &Preconditions) -> Result<(), Refusal> {
     if current.deleted {
         return Err(Refusal::Deleted);
     }
@@ -81,6 +87,15 @@ pub fn check(
         }
         _ => {}
     }
+    Ok(())
+}
+
+/// Steps 5–7: `If-Match`, `expect`, and preconditions required by the server.
+pub fn check_conditions(
+    current: Current<'_>,
+    pre: &Preconditions,
+    require_preconditions: bool,
+) -> Result<(), Refusal> {
     if let Some(if_match) = &pre.if_match {
         let exists = current.version > 0;
         if !if_match.matches_strongly(current.version, exists) {

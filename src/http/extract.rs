@@ -13,6 +13,7 @@ use crate::domain::lease::{FencingToken, LeaseId};
 use crate::domain::metadata::Expectations;
 use crate::domain::resource::{ResourceKey, parse_guid};
 use crate::domain::write_rule::Preconditions;
+use crate::upstream::Caller;
 
 use super::MAX_BODY_BYTES;
 use super::problem::Problem;
@@ -65,8 +66,24 @@ impl JsonBytes {
         if self.0.is_empty() {
             return Err(Problem::invalid_request("a JSON request body is required"));
         }
-        serde_json::from_slice(&self.0)
-            .map_err(|e| Problem::invalid_request(format!("invalid JSON body: {e}")))
+        let parsed: T = serde_json::from_slice(&self.0)
+            .map_err(|e| Problem::invalid_request(format!("invalid JSON body: {e}")))?;
+        // Every body is an object (serde would also build a struct from an array).
+        let first = self.0.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            return Err(Problem::invalid_request("the JSON body must be an object"));
+        }
+        Ok(parsed)
+    }
+
+    /// For requests that take no body: a JSON body is refused with 400 (a non-JSON one
+    /// was refused with 415 already).
+    pub fn none(&self) -> Result<(), Problem> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Problem::invalid_request("this request takes no body"))
+        }
     }
 
     /// Parses an optional JSON body: empty means the default.
@@ -121,6 +138,16 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<String>,
     Ok(Some(parts.join(",")))
 }
 
+/// Who the request is for, as far as the upstream needs it (its `Authorization` header).
+pub fn caller(headers: &HeaderMap) -> Caller {
+    Caller {
+        authorization: headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
 /// `If-None-Match`, when sent.
 pub fn if_none_match(headers: &HeaderMap) -> Result<Option<EntityTags>, Problem> {
     entity_tags(headers, "if-none-match")
@@ -145,7 +172,7 @@ fn fencing_token(headers: &HeaderMap) -> Result<Option<FencingToken>, Problem> {
             "Fencing-Token must be a positive integer, got '{text}'"
         ))
     };
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.is_empty() || text.starts_with('0') || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
     match text.parse::<i64>() {

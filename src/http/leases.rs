@@ -196,8 +196,10 @@ async fn renew(
 async fn release(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    body: JsonBytes,
 ) -> Result<StatusCode, Problem> {
     let id = extract::lease_id(&id)?;
+    body.none()?;
     state.coordinator.release(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -30,40 +30,63 @@ async fn healthz() -> StatusCode {
     StatusCode::OK
 }
 
-/// The database is reachable and its schema in place.
+/// The database (and the upstream, when configured) answers, and the schema is in place.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, body = ReadyOut),
-        (status = 503, description = "`unavailable`, naming the part that failed", body = ProblemOut, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`, naming the part that failed (`database`, `upstream`)", body = ProblemOut, content_type = "application/problem+json"),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<ReadyOut>, Problem> {
-    let check = tokio::time::timeout(READY_TIMEOUT, state.coordinator.store().check_ready()).await;
-    match check {
-        Ok(Ok(())) => Ok(Json(ReadyOut {
+    let database = within(READY_TIMEOUT, state.coordinator.store().check_ready()).await;
+    let upstream = match state.coordinator.upstream() {
+        None => None,
+        Some(upstream) => Some(within(READY_TIMEOUT, upstream.check_ready()).await),
+    };
+    let failed: Vec<String> = [
+        ("database", Some(&database)),
+        ("upstream", upstream.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(part, result)| match result {
+        Some(Err(e)) => Some(format!("{part}: {e}")),
+        _ => None,
+    })
+    .collect();
+    if failed.is_empty() {
+        return Ok(Json(ReadyOut {
             status: "ready",
             database: "ok",
-        })),
-        Err(_) => Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Service unavailable",
-            format!(
-                "database: no answer within {} ms",
-                READY_TIMEOUT.as_millis()
-            ),
-        )
-        .with("database", "timeout")),
-        Ok(Err(error)) => Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Service unavailable",
-            format!("database: {error}"),
-        )
-        .with("database", error.to_string())),
+            upstream: upstream.map(|_| "ok"),
+        }));
+    }
+    let mut problem = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "Service unavailable",
+        failed.join("; "),
+    );
+    if let Err(e) = &database {
+        problem = problem.with("database", e.clone());
+    }
+    if let Some(Err(e)) = &upstream {
+        problem = problem.with("upstream", e.clone());
+    }
+    Err(problem)
+}
+
+/// Runs a readiness check with a time limit; the error as text.
+async fn within<E: std::fmt::Display>(
+    limit: Duration,
+    check: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(limit, check).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
     }
 }
 
@@ -73,7 +96,11 @@ async fn info(State(state): State<AppState>) -> Json<InfoOut> {
     let rules = state.coordinator.rules();
     Json(InfoOut {
         version: env!("CARGO_PKG_VERSION"),
-        upstream: "local",
+        upstream: if state.coordinator.upstream().is_some() {
+            "cloud-controller"
+        } else {
+            "local"
+        },
         store: state.coordinator.store().kind(),
         limits: LimitsOut {
             metadata: rules.limits,

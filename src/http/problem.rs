@@ -3,7 +3,7 @@
 //! by one exhaustive `match`, so a new variant cannot compile without a status decision;
 //! 5xx bodies carry an error id that is logged with the source chain, never the internals.
 
-use axum::http::header::{ALLOW, CONTENT_TYPE, ETAG, RETRY_AFTER};
+use axum::http::header::{ALLOW, CONTENT_TYPE, ETAG, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +14,7 @@ use crate::domain::etag::etag;
 use crate::domain::lease::LeaseEnd;
 use crate::domain::write_rule::Refusal;
 use crate::store::StoreError;
+use crate::upstream::{UpstreamError, Whose};
 
 use super::wire::timestamp;
 
@@ -284,6 +285,59 @@ impl From<CoordinatorError> for Problem {
             CoordinatorError::Refused(refusal) => refusal.into(),
             CoordinatorError::InvalidMetadata(messages) => Self::invalid_metadata(messages),
             CoordinatorError::Store(error) => error.into(),
+            CoordinatorError::Upstream(error) => error.into(),
+        }
+    }
+}
+
+impl From<UpstreamError> for Problem {
+    fn from(error: UpstreamError) -> Self {
+        let detail = error.to_string();
+        let unavailable = |status: StatusCode| {
+            Self::new(
+                status,
+                "upstream-unavailable",
+                "Upstream unavailable",
+                detail.clone(),
+            )
+        };
+        match error {
+            UpstreamError::NotFound(_) => Self::not_found(detail),
+            UpstreamError::DeleteNotSupported(resource_type) => Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                format!("Cloud Controller has no DELETE for {resource_type}; nothing was changed"),
+            )
+            .header(ALLOW, "GET, HEAD".into()),
+            UpstreamError::Unauthenticated(Whose::ServiceAccount) => {
+                unavailable(StatusCode::BAD_GATEWAY)
+            }
+            UpstreamError::Unauthenticated(Whose::Caller) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Unauthenticated",
+                detail,
+            )
+            .header(WWW_AUTHENTICATE, "Bearer".into()),
+            UpstreamError::Forbidden(_, _) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+            }
+            UpstreamError::Rejected(messages) => {
+                Self::invalid_metadata(vec![messages]).with("upstream", true)
+            }
+            UpstreamError::RateLimited { retry_after } => unavailable(StatusCode::BAD_GATEWAY)
+                .header(
+                    RETRY_AFTER,
+                    retry_after.map_or(1, |d| d.as_secs().max(1)).to_string(),
+                ),
+            UpstreamError::Unavailable(_)
+            | UpstreamError::Protocol(_)
+            | UpstreamError::JobFailed(_) => unavailable(StatusCode::BAD_GATEWAY),
+            UpstreamError::Timeout(_) => unavailable(StatusCode::GATEWAY_TIMEOUT),
+            UpstreamError::OutcomeUnknown(_) => {
+                unavailable(StatusCode::GATEWAY_TIMEOUT).with("outcome", "unknown")
+            }
         }
     }
 }

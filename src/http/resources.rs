@@ -13,16 +13,17 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::coordinator::{Deleted, Resource};
 use crate::domain::etag::etag;
 use crate::domain::metadata::{MetadataPatch, PatchError};
-use crate::store::ResourceState;
 
 use super::AppState;
 use super::extract::{self, JsonBytes};
 use super::leases::page_limit;
 use super::problem::Problem;
 use super::wire::{
-    DeleteIn, HistoryEntryOut, HistoryListOut, MetadataPatchIn, ProblemOut, ResourceOut,
+    DeleteIn, DeletingOut, HistoryEntryOut, HistoryListOut, MetadataPatchIn, ProblemOut,
+    ResourceOut,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -33,9 +34,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The resource with its `ETag` header.
-fn with_etag(status: StatusCode, state: ResourceState) -> Response {
-    let tag = etag(state.version);
-    let mut response = (status, Json(ResourceOut::from(state))).into_response();
+fn with_etag(status: StatusCode, resource: Resource) -> Response {
+    let tag = etag(resource.state.version);
+    let mut response = (status, Json(ResourceOut::from(resource))).into_response();
     if let Ok(tag) = HeaderValue::from_str(&tag) {
         response.headers_mut().insert(ETAG, tag);
     }
@@ -69,10 +70,15 @@ async fn get_resource(
 ) -> Result<Response, Problem> {
     let key = extract::resource_key(&resource_type, &guid)?;
     let if_none_match = extract::if_none_match(&headers)?;
-    let resource = state.coordinator.resource(key).await?;
-    if if_none_match.is_some_and(|tags| tags.matches_weakly(resource.version)) {
+    let resource = state
+        .coordinator
+        .resource(key, &extract::caller(&headers))
+        .await?;
+    if if_none_match
+        .is_some_and(|tags| tags.matches_weakly(resource.state.version, resource.state.version > 0))
+    {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(tag) = HeaderValue::from_str(&etag(resource.version)) {
+        if let Ok(tag) = HeaderValue::from_str(&etag(resource.state.version)) {
             response.headers_mut().insert(ETAG, tag);
         }
         return Ok(response);
@@ -129,7 +135,10 @@ async fn patch_metadata(
         )),
         PatchError::Invalid(messages) => Problem::invalid_metadata(messages),
     })?;
-    let resource = state.coordinator.patch_metadata(key, &patch, &pre).await?;
+    let resource = state
+        .coordinator
+        .patch_metadata(key, &patch, &pre, &extract::caller(&headers))
+        .await?;
     Ok(with_etag(StatusCode::OK, resource))
 }
 
@@ -150,6 +159,8 @@ async fn patch_metadata(
     request_body(content = Option<DeleteIn>, description = "Optional"),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 202, description = "Cloud Controller's delete job was still running when leasehold stopped waiting; the resource is tombstoned", body = DeletingOut),
+        (status = 405, description = "`method-not-allowed`: Cloud Controller cannot delete this type", body = ProblemOut, content_type = "application/problem+json"),
         (status = 400, body = ProblemOut, content_type = "application/problem+json"),
         (status = 409, description = "`stale-fencing-token`", body = ProblemOut, content_type = "application/problem+json"),
         (status = 410, description = "`resource-deleted`", body = ProblemOut, content_type = "application/problem+json"),
@@ -163,12 +174,25 @@ async fn delete_resource(
     Path((resource_type, guid)): Path<(String, String)>,
     headers: HeaderMap,
     body: JsonBytes,
-) -> Result<StatusCode, Problem> {
+) -> Result<Response, Problem> {
     let key = extract::resource_key(&resource_type, &guid)?;
     let input: DeleteIn = body.parse_or_default()?;
     let pre = extract::preconditions(&headers, input.expect)?;
-    state.coordinator.delete_resource(key, &pre).await?;
-    Ok(StatusCode::NO_CONTENT)
+    match state
+        .coordinator
+        .delete_resource(key, &pre, &extract::caller(&headers))
+        .await?
+    {
+        Deleted::Done => Ok(StatusCode::NO_CONTENT.into_response()),
+        Deleted::StillDeleting { job } => Ok((
+            StatusCode::ACCEPTED,
+            Json(DeletingOut {
+                state: "deleting",
+                job,
+            }),
+        )
+            .into_response()),
+    }
 }
 
 /// Paging of the history listing.

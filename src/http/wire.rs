@@ -7,11 +7,12 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::coordinator::Resource;
 use crate::domain::etag::Version;
 use crate::domain::lease::{Lease, LeaseState};
 use crate::domain::metadata::{Expectations, Metadata, MetadataLimits, Mismatch};
 use crate::domain::resource::{ResourceKey, ResourceType};
-use crate::store::{HistoryEntry, ResourceState};
+use crate::store::HistoryEntry;
 
 /// Serialises a timestamp as RFC 3339 UTC with milliseconds, e.g. `2026-11-26T14:36:54.123Z`.
 pub fn timestamp(at: &DateTime<Utc>) -> String {
@@ -65,6 +66,7 @@ pub struct MetadataPatchIn {
     #[schema(value_type = MetadataPatchDoc)]
     pub metadata: Value,
     /// Per key, the value it must have now (null: absent), else 412 `expectation-failed`.
+    #[serde(default, deserialize_with = "object")]
     pub expect: Option<Expectations>,
 }
 
@@ -72,7 +74,22 @@ pub struct MetadataPatchIn {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteIn {
+    #[serde(default, deserialize_with = "object")]
     pub expect: Option<Expectations>,
+}
+
+/// Deserialises an optional struct only from a JSON object (serde would also take an array).
+fn object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    match Option::<Value>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(v @ Value::Object(_)) => T::deserialize(v).map(Some).map_err(D::Error::custom),
+        Some(other) => Err(D::Error::custom(format!("expected an object, got {other}"))),
+    }
 }
 
 /// The `metadata` member of a PATCH (documentation only; parsed by CC's rules).
@@ -175,8 +192,9 @@ pub struct ResourceOut {
     pub upstream: Option<Value>,
 }
 
-impl From<ResourceState> for ResourceOut {
-    fn from(s: ResourceState) -> Self {
+impl From<Resource> for ResourceOut {
+    fn from(r: Resource) -> Self {
+        let s = r.state;
         Self {
             resource_type: s.key.resource_type,
             guid: s.key.guid,
@@ -184,9 +202,18 @@ impl From<ResourceState> for ResourceOut {
             metadata: s.metadata.into(),
             lease: s.lease.map(|l| LeaseOut::at(l, s.now)),
             fence: s.fence,
-            upstream: None,
+            upstream: r.upstream,
         }
     }
+}
+
+/// `202` of a delete whose Cloud Controller job was still running.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletingOut {
+    /// `deleting`.
+    pub state: &'static str,
+    /// Cloud Controller's job URL.
+    pub job: String,
 }
 
 /// One history entry.
@@ -275,6 +302,9 @@ pub struct RangeOut {
 pub struct ReadyOut {
     pub status: &'static str,
     pub database: &'static str,
+    /// `ok` with the cloud-controller upstream; absent with the local one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<&'static str>,
 }
 
 /// An RFC 9457 problem (`application/problem+json`). Problems carry extension members named

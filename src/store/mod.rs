@@ -29,6 +29,10 @@ pub struct ResourceState {
     pub lease: Option<Lease>,
     /// The database's clock when the state was read (inside the lock, for a `ResourceTx`).
     pub now: DateTime<Utc>,
+    /// Digest of the upstream's body when leasehold last saw it (cloud-controller upstream).
+    pub upstream_digest: Option<String>,
+    /// A write was sent upstream and its answer lost; the next read settles it.
+    pub upstream_uncertain: bool,
 }
 
 /// Who made a change, for history: the lease holder (or nobody known) and the lease used.
@@ -215,16 +219,30 @@ pub trait ResourceTx: Send {
     /// Ends the active lease now, as released or revoked.
     async fn end(&mut self, lease: &Lease, how: LeaseEnd) -> Result<Lease, StoreError>;
 
-    /// Replaces the metadata, bumps the version and records the change.
+    /// Replaces the metadata, bumps the version and records the change. With an upstream,
+    /// `upstream_digest` is the digest of its body after the write.
     async fn write_metadata(
         &mut self,
         after: Metadata,
         change: &MetadataChange,
         actor: &Actor,
+        upstream_digest: Option<String>,
     ) -> Result<(), StoreError>;
 
-    /// Tombstones the resource and bumps the version.
-    async fn delete(&mut self, actor: &Actor) -> Result<(), StoreError>;
+    /// Compares what the upstream has now with what leasehold last saw. The first sight is a
+    /// baseline (no version change); a different digest later is drift: the metadata is taken
+    /// from upstream, the version bumped and a `drift` entry recorded. Returns whether it drifted.
+    async fn observe_upstream(
+        &mut self,
+        metadata: Metadata,
+        digest: String,
+    ) -> Result<bool, StoreError>;
+
+    /// Marks that a write was sent upstream whose outcome is unknown.
+    async fn mark_upstream_uncertain(&mut self) -> Result<(), StoreError>;
+
+    /// Tombstones the resource and bumps the version; `detail` goes into the history entry.
+    async fn delete(&mut self, actor: &Actor, detail: Option<Value>) -> Result<(), StoreError>;
 
     /// Makes everything done durable and visible, and releases the lock.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;

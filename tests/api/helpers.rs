@@ -19,13 +19,73 @@ pub fn admin_url() -> String {
         .expect("DATABASE_URL must name a PostgreSQL server the tests may create databases on (scripts/test sets it)")
 }
 
-/// A database of its own for one test.
+/// Which upstream the suite runs against: `LEASEHOLD_TEST_UPSTREAM=cloud-controller` runs it
+/// against the Cloud Controller emulator (scripts/test runs the suite in both modes).
+pub fn cloud_controller_mode() -> bool {
+    std::env::var("LEASEHOLD_TEST_UPSTREAM").is_ok_and(|v| v == "cloud-controller")
+}
+
+/// The world of one test: its own database and, in cloud-controller mode, its own Cloud
+/// Controller emulator, shared by every leasehold instance the test starts.
 pub struct TestDb {
     pub url: String,
+    pub sim: Option<ccsim::Sim>,
 }
 
 impl TestDb {
+    /// A fresh database, plus an emulator (creating unknown resources on first access, so
+    /// tests can use fresh GUIDs) in cloud-controller mode.
     pub async fn new() -> Self {
+        let mut db = Self::database_only().await;
+        if cloud_controller_mode() {
+            db.sim = Some(spawn_sim(true).await);
+        }
+        db
+    }
+
+    /// A fresh database and an emulator that knows only what a test seeds, whatever the mode.
+    pub async fn with_sim() -> Self {
+        Self::with_sim_config(sim_config(false)).await
+    }
+
+    /// A fresh database and an emulator configured by the test.
+    pub async fn with_sim_config(config: ccsim::Config) -> Self {
+        let mut db = Self::database_only().await;
+        db.sim = Some(
+            ccsim::spawn(config)
+                .await
+                .expect("spawn the Cloud Controller emulator"),
+        );
+        db
+    }
+
+    /// The emulator of a world that has one.
+    pub fn sim(&self) -> &ccsim::Sim {
+        self.sim
+            .as_ref()
+            .expect("this test's world has a Cloud Controller emulator")
+    }
+
+    /// The flags that point leasehold at this world's upstream (none in local mode).
+    pub fn upstream_flags(&self) -> Vec<String> {
+        match &self.sim {
+            None => Vec::new(),
+            Some(sim) => [
+                "--upstream",
+                "cloud-controller",
+                "--cf-api-url",
+                &sim.base_url,
+                "--cf-client-id",
+                "leasehold",
+                "--cf-client-secret",
+                "leasehold-secret",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        }
+    }
+
+    async fn database_only() -> Self {
         let admin = admin_url();
         let name = format!("lh_test_{}", Uuid::new_v4().simple());
         let mut conn = PgConnection::connect(&admin)
@@ -39,6 +99,7 @@ impl TestDb {
         url.set_path(&name);
         Self {
             url: url.to_string(),
+            sim: None,
         }
     }
 
@@ -64,6 +125,22 @@ impl TestDb {
     }
 }
 
+/// An emulator configuration with short delete jobs.
+pub fn sim_config(auto_create: bool) -> ccsim::Config {
+    ccsim::Config {
+        job_delay: Duration::from_millis(50),
+        auto_create,
+        ..ccsim::Config::default()
+    }
+}
+
+/// A Cloud Controller emulator with short delete jobs.
+pub async fn spawn_sim(auto_create: bool) -> ccsim::Sim {
+    ccsim::spawn(sim_config(auto_create))
+        .await
+        .expect("spawn the Cloud Controller emulator")
+}
+
 /// One running leasehold instance.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -79,6 +156,7 @@ pub async fn spawn_app(db: &TestDb) -> TestApp {
 
 /// Spawns an instance on `db` with extra command-line flags, e.g. `["--require-preconditions"]`.
 pub async fn spawn_app_with(db: &TestDb, flags: &[&str]) -> TestApp {
+    let upstream = db.upstream_flags();
     let mut args = vec![
         "leasehold",
         "--database-url",
@@ -86,6 +164,12 @@ pub async fn spawn_app_with(db: &TestDb, flags: &[&str]) -> TestApp {
         "--listen",
         "127.0.0.1:0",
     ];
+    // The world's upstream flags, less those the test sets itself.
+    for pair in upstream.chunks(2) {
+        if !flags.contains(&pair[0].as_str()) {
+            args.extend(pair.iter().map(String::as_str));
+        }
+    }
     args.extend_from_slice(flags);
     let cli = Cli::try_parse_from(args).expect("valid test flags");
     let app = App::build(&cli.config).expect("build the app");
@@ -119,10 +203,10 @@ impl TestApp {
     /// Waits until `/readyz` answers 200 (migrations applied).
     pub async fn wait_ready(&self) {
         for _ in 0..300 {
-            if let Ok(r) = self.client.get(self.url("/readyz")).send().await {
-                if r.status() == StatusCode::OK {
-                    return;
-                }
+            if let Ok(r) = self.client.get(self.url("/readyz")).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -3,3 +3,12 @@
 mod helpers;
 mod openapi_drift;
 mod smoke;
+
+mod bad_input;
+mod leases;
+mod ops;
+mod resources;
+
+mod cloud_controller;
+mod concurrency;
+mod crash;

@@ -246,6 +246,19 @@ pub struct MetadataChange {
     pub annotations: BTreeMap<String, ValueChange>,
 }
 
+impl MetadataChange {
+    /// The smallest patch that makes this change: only the keys that change.
+    pub fn as_patch(&self) -> MetadataPatch {
+        let keys = |e: &BTreeMap<String, ValueChange>| {
+            e.iter().map(|(k, v)| (k.clone(), v.to.clone())).collect()
+        };
+        MetadataPatch {
+            labels: keys(&self.labels),
+            annotations: keys(&self.annotations),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

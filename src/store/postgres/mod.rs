@@ -135,6 +135,7 @@ impl Store for PgStore {
     async fn read_resource(&self, key: ResourceKey) -> Result<ResourceState, StoreError> {
         // One statement, so the resource and its lease come from one snapshot.
         const SQL: &str = "SELECT now() AS now, r.version, r.fence, r.labels, r.annotations, r.deleted_at, \
+             r.upstream_digest, r.upstream_uncertain, \
              l.id, l.resource_type, l.resource_guid, l.holder, l.fencing_token, l.ttl_seconds, \
              l.acquired_at, l.renewed_at, l.expires_at, l.ended_at, l.end_reason \
              FROM (SELECT 1) AS one \
@@ -158,6 +159,11 @@ impl Store for PgStore {
             deleted: deleted_at.is_some(),
             lease: lease_from_row(&row)?,
             now: row.try_get("now").map_err(db_error)?,
+            upstream_digest: row.try_get("upstream_digest").map_err(db_error)?,
+            upstream_uncertain: row
+                .try_get::<Option<bool>, _>("upstream_uncertain")
+                .map_err(db_error)?
+                .unwrap_or(false),
         })
     }
 

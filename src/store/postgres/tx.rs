@@ -32,16 +32,21 @@ struct Entry<'a> {
     detail: Option<Value>,
 }
 
-/// Appends one history entry and writes the resource's counters, in one statement.
-/// `$1..$9` are the entry; `$10..$15` the resource row after the operation.
+/// Writes the resource row from the in-memory state; `$1, $2` name the resource.
+const SAVE: &str = "UPDATE resources SET version = $3, fence = $4, history_seq = $5, labels = $6, \
+       annotations = $7, deleted_at = CASE WHEN $8 THEN COALESCE(deleted_at, $9) END, \
+       upstream_digest = $10, upstream_uncertain = $11 \
+     WHERE resource_type = $1 AND resource_guid = $2";
+
+/// `SAVE` plus one history entry (`$12..$18`), in one statement.
 const RECORD: &str = "WITH r AS ( \
-       UPDATE resources SET version = $10, fence = $11, history_seq = $3, \
-         labels = COALESCE($12, labels), annotations = COALESCE($13, annotations), \
-         deleted_at = COALESCE(deleted_at, $14) \
+       UPDATE resources SET version = $3, fence = $4, history_seq = $5, labels = $6, \
+         annotations = $7, deleted_at = CASE WHEN $8 THEN COALESCE(deleted_at, $9) END, \
+         upstream_digest = $10, upstream_uncertain = $11 \
        WHERE resource_type = $1 AND resource_guid = $2 RETURNING 1) \
      INSERT INTO history (resource_type, resource_guid, seq, at, event, actor, lease_id, \
        fencing_token, version, detail) \
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $15 FROM r";
+     SELECT $1, $2, $5, $12, $13, $14, $15, $16, $3, $17 FROM r";
 
 impl PgResourceTx {
     /// Locks the resource's row (creating it when new), reads the clock after the lock is
@@ -55,7 +60,8 @@ impl PgResourceTx {
         let row = sqlx::query(
             "INSERT INTO resources (resource_type, resource_guid) VALUES ($1, $2) \
              ON CONFLICT (resource_type, resource_guid) DO UPDATE SET history_seq = resources.history_seq \
-             RETURNING version, fence, labels, annotations, deleted_at, history_seq, clock_timestamp() AS now",
+             RETURNING version, fence, labels, annotations, deleted_at, history_seq, \
+               upstream_digest, upstream_uncertain, clock_timestamp() AS now",
         )
         .bind(key.resource_type.as_str())
         .bind(key.guid)
@@ -71,6 +77,8 @@ impl PgResourceTx {
             deleted: deleted_at.is_some(),
             lease: None,
             now: row.try_get("now").map_err(db_error)?,
+            upstream_digest: row.try_get("upstream_digest").map_err(db_error)?,
+            upstream_uncertain: row.try_get("upstream_uncertain").map_err(db_error)?,
         };
         let history_seq = unsigned(row.try_get("history_seq").map_err(db_error)?, "history_seq")?;
         // A separate statement: in READ COMMITTED it takes a fresh snapshot, taken after the
@@ -108,39 +116,36 @@ impl PgResourceTx {
         &mut self.tx
     }
 
-    /// Appends `entry` and writes the in-memory counters (and metadata / tombstone when given).
-    async fn record(
-        &mut self,
-        entry: Entry<'_>,
-        metadata: Option<&Metadata>,
-        deleted_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        self.history_seq += 1;
-        let (labels, annotations) = match metadata.map(metadata_json) {
-            Some((l, a)) => (Some(l), Some(a)),
-            None => (None, None),
-        };
+    /// Writes the in-memory state, and appends `entry` when given, in one statement.
+    async fn save(&mut self, entry: Option<Entry<'_>>) -> Result<(), StoreError> {
+        if entry.is_some() {
+            self.history_seq += 1;
+        }
         let key = self.state.key;
-        let (version, fence, seq) = (self.state.version, self.state.fence, self.history_seq);
-        sqlx::query(RECORD)
+        let (labels, annotations) = metadata_json(&self.state.metadata);
+        let query = sqlx::query(if entry.is_some() { RECORD } else { SAVE })
             .bind(key.resource_type.as_str())
             .bind(key.guid)
-            .bind(signed(seq))
-            .bind(entry.at)
-            .bind(entry.event.as_str())
-            .bind(entry.actor)
-            .bind(entry.lease.map(|(id, _)| id.0))
-            .bind(entry.lease.map(|(_, token)| signed(token.0)))
-            .bind(signed(version))
-            .bind(signed(version))
-            .bind(signed(fence))
+            .bind(signed(self.state.version))
+            .bind(signed(self.state.fence))
+            .bind(signed(self.history_seq))
             .bind(labels)
             .bind(annotations)
-            .bind(deleted_at)
-            .bind(entry.detail)
-            .execute(self.conn())
-            .await
-            .map_err(db_error)?;
+            .bind(self.state.deleted)
+            .bind(self.state.now)
+            .bind(self.state.upstream_digest.as_deref())
+            .bind(self.state.upstream_uncertain);
+        let query = match entry {
+            None => query,
+            Some(entry) => query
+                .bind(entry.at)
+                .bind(entry.event.as_str())
+                .bind(entry.actor)
+                .bind(entry.lease.map(|(id, _)| id.0))
+                .bind(entry.lease.map(|(_, token)| signed(token.0)))
+                .bind(entry.detail),
+        };
+        query.execute(&mut *self.tx).await.map_err(db_error)?;
         Ok(())
     }
 
@@ -165,17 +170,13 @@ impl PgResourceTx {
                 lease.id
             )));
         }
-        self.record(
-            Entry {
-                event: Event::lease_ended(how),
-                at,
-                actor: Some(&lease.holder),
-                lease: Some((lease.id, lease.fencing_token)),
-                detail: None,
-            },
-            None,
-            None,
-        )
+        self.save(Some(Entry {
+            event: Event::lease_ended(how),
+            at,
+            actor: Some(&lease.holder),
+            lease: Some((lease.id, lease.fencing_token)),
+            detail: None,
+        }))
         .await?;
         self.state.lease = None;
         Ok(Lease {
@@ -240,17 +241,13 @@ impl ResourceTx for PgResourceTx {
         .await
         .map_err(db_error)?;
         self.state.fence = lease.fencing_token.0;
-        self.record(
-            Entry {
-                event: Event::LeaseGranted,
-                at: now,
-                actor: Some(&lease.holder),
-                lease: Some((lease.id, lease.fencing_token)),
-                detail: None,
-            },
-            None,
-            None,
-        )
+        self.save(Some(Entry {
+            event: Event::LeaseGranted,
+            at: now,
+            actor: Some(&lease.holder),
+            lease: Some((lease.id, lease.fencing_token)),
+            detail: None,
+        }))
         .await?;
         self.state.lease = Some(lease.clone());
         Ok(lease)
@@ -281,17 +278,13 @@ impl ResourceTx for PgResourceTx {
                 lease.id
             )));
         }
-        self.record(
-            Entry {
-                event: Event::LeaseRenewed,
-                at: now,
-                actor: Some(&lease.holder),
-                lease: Some((lease.id, lease.fencing_token)),
-                detail: None,
-            },
-            None,
-            None,
-        )
+        self.save(Some(Entry {
+            event: Event::LeaseRenewed,
+            at: now,
+            actor: Some(&lease.holder),
+            lease: Some((lease.id, lease.fencing_token)),
+            detail: None,
+        }))
         .await?;
         self.state.lease = Some(renewed.clone());
         Ok(renewed)
@@ -307,34 +300,85 @@ impl ResourceTx for PgResourceTx {
         after: Metadata,
         change: &MetadataChange,
         actor: &Actor,
+        upstream_digest: Option<String>,
     ) -> Result<(), StoreError> {
         self.state.version += 1;
-        let detail = serde_json::to_value(change).ok();
+        self.state.metadata = after;
+        if upstream_digest.is_some() {
+            self.state.upstream_digest = upstream_digest;
+            self.state.upstream_uncertain = false;
+        }
         let entry = Entry {
             event: Event::MetadataChanged,
             at: self.state.now,
             actor: actor.name.as_deref(),
             lease: actor.lease,
-            detail,
+            detail: serde_json::to_value(change).ok(),
         };
-        self.record(entry, Some(&after), None).await?;
-        self.state.metadata = after;
-        Ok(())
+        self.save(Some(entry)).await
     }
 
-    async fn delete(&mut self, actor: &Actor) -> Result<(), StoreError> {
+    async fn observe_upstream(
+        &mut self,
+        metadata: Metadata,
+        digest: String,
+    ) -> Result<bool, StoreError> {
+        let Some(seen) = self.state.upstream_digest.as_deref() else {
+            self.state.metadata = metadata;
+            self.state.upstream_digest = Some(digest);
+            self.save(None).await?;
+            return Ok(false);
+        };
+        if seen == digest {
+            if self.state.upstream_uncertain {
+                // The lost write did not land: nothing changed upstream.
+                self.state.upstream_uncertain = false;
+                self.save(None).await?;
+            }
+            return Ok(false);
+        }
+        let mut detail = self
+            .state
+            .metadata
+            .change_to(&metadata)
+            .and_then(|c| serde_json::to_value(c).ok())
+            .unwrap_or_else(|| serde_json::json!({"labels": {}, "annotations": {}}));
+        detail["cause"] = Value::from(if self.state.upstream_uncertain {
+            "unacknowledged-write"
+        } else {
+            "out-of-band"
+        });
         self.state.version += 1;
-        let now = self.state.now;
+        self.state.metadata = metadata;
+        self.state.upstream_digest = Some(digest);
+        self.state.upstream_uncertain = false;
+        let entry = Entry {
+            event: Event::Drift,
+            at: self.state.now,
+            actor: None,
+            lease: None,
+            detail: Some(detail),
+        };
+        self.save(Some(entry)).await?;
+        Ok(true)
+    }
+
+    async fn mark_upstream_uncertain(&mut self) -> Result<(), StoreError> {
+        self.state.upstream_uncertain = true;
+        self.save(None).await
+    }
+
+    async fn delete(&mut self, actor: &Actor, detail: Option<Value>) -> Result<(), StoreError> {
+        self.state.version += 1;
+        self.state.deleted = true;
         let entry = Entry {
             event: Event::Deleted,
-            at: now,
+            at: self.state.now,
             actor: actor.name.as_deref(),
             lease: actor.lease,
-            detail: None,
+            detail,
         };
-        self.record(entry, None, Some(now)).await?;
-        self.state.deleted = true;
-        Ok(())
+        self.save(Some(entry)).await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
