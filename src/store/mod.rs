@@ -146,6 +146,14 @@ pub struct LeasePage {
     pub has_more: bool,
 }
 
+/// How busy the connection pool is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -171,6 +179,9 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// The backend's name for `/v1/info`, e.g. `postgres`.
     fn kind(&self) -> &'static str;
+
+    /// Connections of the pool, for `/metrics`.
+    fn pool_stats(&self) -> PoolStats;
 
     /// Ok when the database answers and the schema is in place.
     async fn check_ready(&self) -> Result<(), StoreError>;

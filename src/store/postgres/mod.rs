@@ -19,7 +19,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use crate::domain::lease::{Lease, LeaseId};
 use crate::domain::resource::ResourceKey;
 use crate::store::{
-    HistoryEntry, LeasePage, LeaseQuery, ResourceState, ResourceTx, StateFilter, Store, StoreError,
+    HistoryEntry, LeasePage, LeaseQuery, PoolStats, ResourceState, ResourceTx, StateFilter, Store,
+    StoreError,
 };
 
 use rows::{LEASE_COLUMNS, lease_from_row, metadata_from_row, signed, unsigned};
@@ -121,6 +122,16 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
 impl Store for PgStore {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolStats {
+            in_use: size.saturating_sub(idle),
+            idle,
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     async fn check_ready(&self) -> Result<(), StoreError> {
