@@ -26,6 +26,8 @@ pub enum StartError {
     UpstreamConfig(&'static str),
     #[error("cannot build the Cloud Controller client: {0}")]
     UpstreamClient(#[source] reqwest::Error),
+    #[error("the platform's environment is not usable: {0}")]
+    Platform(String),
     #[error("could not serve HTTP: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -34,6 +36,7 @@ pub enum StartError {
 pub struct App {
     router: axum::Router,
     store: PgStore,
+    coordinator: Arc<Coordinator>,
 }
 
 impl App {
@@ -56,10 +59,16 @@ impl App {
         let upstream = upstream(config)?;
         let coordinator = Arc::new(Coordinator::new(Arc::new(store.clone()), upstream, rules));
         let router = http::app(
-            AppState { coordinator },
+            AppState {
+                coordinator: coordinator.clone(),
+            },
             Duration::from_secs(config.request_timeout_seconds),
         );
-        Ok(Self { router, store })
+        Ok(Self {
+            router,
+            store,
+            coordinator,
+        })
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
@@ -68,14 +77,22 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let migrate = {
+        let mut background = {
             let store = self.store.clone();
-            tokio::spawn(async move { store.migrate_until_ready().await })
+            let events = self.store.clone();
+            vec![
+                tokio::spawn(async move { store.migrate_until_ready().await }),
+                tokio::spawn(async move { events.listen_for_events().await }),
+            ]
         };
+        background.extend(self.coordinator.start_background());
         axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await?;
-        migrate.abort();
+        for task in background {
+            task.abort();
+        }
+        self.coordinator.retire().await;
         self.store.close().await;
         Ok(())
     }

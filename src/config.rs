@@ -12,6 +12,8 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub config: Config,
+    #[command(flatten)]
+    pub client: crate::cli::ClientOptions,
 }
 
 #[derive(Debug, Subcommand)]
@@ -20,6 +22,14 @@ pub enum Command {
     Serve,
     /// Print the OpenAPI document.
     Openapi,
+    /// Leases of a running leasehold (--url): list, show, revoke.
+    #[command(subcommand)]
+    Leases(crate::cli::LeasesCommand),
+    /// A resource of a running leasehold (--url): show, history.
+    #[command(subcommand)]
+    Resource(crate::cli::ResourceCommand),
+    /// Exit 0 when a path of a running leasehold (--url) answers 2xx, else 1 (health checks).
+    Probe(crate::cli::ProbeArgs),
 }
 
 /// Where a resource's metadata of record lives.
@@ -49,14 +59,10 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Address to listen on.
-    #[arg(
-        long,
-        env = "LEASEHOLD_LISTEN",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
-    pub listen: SocketAddr,
+    /// Address to listen on [default: 0.0.0.0:$PORT when PORT is set (Cloud Foundry), else
+    /// 127.0.0.1:8080].
+    #[arg(long, env = "LEASEHOLD_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
 
     /// PostgreSQL URL, e.g. postgres://user:pass@host/db.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
@@ -161,4 +167,107 @@ pub struct Config {
         global = true
     )]
     pub log_format: LogFormat,
+}
+
+/// Where leasehold listens when neither `--listen` nor `PORT` says.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+impl Config {
+    /// Fills what the flags left open from the platform's environment (`env` looks a
+    /// variable up): on Cloud Foundry, `PORT` gives the listen address and a bound
+    /// PostgreSQL service in `VCAP_SERVICES` the database. Explicit settings win.
+    pub fn with_platform(mut self, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        if self.listen.is_none() {
+            self.listen = Some(match env("PORT") {
+                Some(port) => crate::platform::listen_from_port(&port)?,
+                None => DEFAULT_LISTEN,
+            });
+        }
+        if self.database_url.is_none()
+            && let Some(vcap) = env("VCAP_SERVICES")
+        {
+            self.database_url = crate::platform::database_url_from_vcap_services(&vcap)
+                .map_err(|e| format!("VCAP_SERVICES: {e}"))?;
+        }
+        Ok(self)
+    }
+
+    /// The address to listen on (after [`Config::with_platform`]).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.unwrap_or(DEFAULT_LISTEN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configuration from `args` alone (the test process's own DATABASE_URL or
+    /// LEASEHOLD_LISTEN, e.g. from scripts/test, must not leak in).
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["leasehold"];
+        all.extend_from_slice(args);
+        let mut config = Cli::try_parse_from(all).expect("valid flags").config;
+        if !args.contains(&"--database-url") {
+            config.database_url = None;
+        }
+        if !args.contains(&"--listen") {
+            config.listen = None;
+        }
+        config
+    }
+
+    const VCAP: &str = r#"{"user-provided": [{"name": "db", "label": "user-provided", "tags": [],
+        "credentials": {"uri": "postgres://u:p@db.example.com:5432/leasehold"}}]}"#;
+
+    #[test]
+    fn cloud_foundry_port_and_bound_database_fill_what_the_flags_leave_open() {
+        let env = |k: &str| match k {
+            "PORT" => Some("61000".to_owned()),
+            "VCAP_SERVICES" => Some(VCAP.to_owned()),
+            _ => None,
+        };
+        let config = parse(&[]).with_platform(env).unwrap();
+        assert_eq!(config.listen_addr().to_string(), "0.0.0.0:61000");
+        assert_eq!(
+            config.database_url.as_deref(),
+            Some("postgres://u:p@db.example.com:5432/leasehold")
+        );
+    }
+
+    #[test]
+    fn explicit_settings_win_over_the_platform() {
+        let env = |k: &str| match k {
+            "PORT" => Some("61000".to_owned()),
+            "VCAP_SERVICES" => Some(VCAP.to_owned()),
+            _ => None,
+        };
+        let config = parse(&[
+            "--listen",
+            "127.0.0.1:9000",
+            "--database-url",
+            "postgres://x/y",
+        ])
+        .with_platform(env)
+        .unwrap();
+        assert_eq!(config.listen_addr().to_string(), "127.0.0.1:9000");
+        assert_eq!(config.database_url.as_deref(), Some("postgres://x/y"));
+    }
+
+    #[test]
+    fn without_a_platform_the_defaults_hold_and_bad_platform_values_are_refused() {
+        let config = parse(&[]).with_platform(|_| None).unwrap();
+        assert_eq!(config.listen_addr(), DEFAULT_LISTEN);
+        assert!(
+            parse(&[])
+                .with_platform(|k| (k == "PORT").then(|| "nope".into()))
+                .is_err()
+        );
+        assert!(
+            parse(&[])
+                .with_platform(|k| (k == "VCAP_SERVICES").then(|| "{".into()))
+                .is_err()
+        );
+    }
 }

@@ -5,6 +5,8 @@
 
 /// Building the service from a configuration and a bound listener; graceful shutdown.
 pub mod app;
+/// The operator CLI: `leases` and `resource` subcommands and `probe`, over HTTP.
+pub mod cli;
 /// Flags and environment variables.
 pub mod config;
 /// The one place that opens a resource's critical section and decides inside it.
@@ -13,6 +15,10 @@ pub mod coordinator;
 pub mod domain;
 /// Routers, request parsing, problems, the OpenAPI document.
 pub mod http;
+/// Prometheus metric names and the process-wide recorder rendered at `/metrics`.
+pub mod metrics;
+/// Cloud Foundry's `VCAP_SERVICES` and `PORT`, turned into a database URL and a listen address.
+pub mod platform;
 /// All SQL: leases, resources, history, behind the `Store` traits.
 pub mod store;
 /// Logging setup.

@@ -1,10 +1,12 @@
-//! The `leasehold` binary: parse the configuration, then serve or print the OpenAPI document.
+//! The `leasehold` binary: parse the configuration, then serve, print the OpenAPI document,
+//! or run an operator subcommand against a running leasehold.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use leasehold::app::{self, App};
+use leasehold::cli::{self, Operation};
 use leasehold::config::{Cli, Command};
 
 #[tokio::main]
@@ -21,6 +23,9 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Leases(command) => cli::run(&cli.client, Operation::Leases(command)).await,
+        Command::Resource(command) => cli::run(&cli.client, Operation::Resource(command)).await,
+        Command::Probe(args) => cli::run(&cli.client, Operation::Probe(args)).await,
         Command::Serve => {
             leasehold::telemetry::init(cli.config.log_format);
             match serve(&cli.config).await {
@@ -36,8 +41,12 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: &leasehold::config::Config) -> Result<(), app::StartError> {
-    let app = App::build(config)?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let config = config
+        .clone()
+        .with_platform(|name| std::env::var(name).ok())
+        .map_err(app::StartError::Platform)?;
+    let app = App::build(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr()).await?;
     tracing::info!(listen = %listener.local_addr()?, "leasehold serving; OpenAPI UI at /docs");
     app.serve(listener, app::shutdown_signal()).await
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::lease::{Holder, Lease, LeaseEnd, LeaseId, Ttl};
+use crate::domain::lease::{Lease, LeaseEnd, LeaseId, Ttl};
 use crate::domain::metadata::{MetadataLimits, MetadataPatch};
 use crate::domain::resource::ResourceKey;
 use crate::domain::write_rule::{self, Current, Preconditions, Refusal};
@@ -27,11 +27,19 @@ pub struct Rules {
 /// Why an operation did not happen. Each variant names its HTTP outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
-    /// 409 `lease-held`: another holder's lease is active.
+    /// 409 `lease-held`: another holder's lease is active, or the lease is free but other
+    /// acquires wait for it (then `holder` and `expires_at` are `None`).
     #[error("the lease is held by another holder")]
     LeaseHeld {
-        holder: String,
-        expires_at: DateTime<Utc>,
+        holder: Option<String>,
+        expires_at: Option<DateTime<Utc>>,
+        retry_after: u64,
+        waiting: Option<u64>,
+    },
+    /// 409 `lock-delay`: a lease of the resource expired or was revoked recently.
+    #[error("the resource is in lock-delay")]
+    LockDelay {
+        until: DateTime<Utc>,
         retry_after: u64,
     },
     /// 404 `no-active-lease`.
@@ -82,10 +90,22 @@ pub enum Acquired {
     Renewed(Lease),
 }
 
+mod acquire;
+mod background;
+mod waitlist;
+
+pub use acquire::AcquireRequest;
+use waitlist::Waitlist;
+
 pub struct Coordinator {
     store: Arc<dyn Store>,
     upstream: Option<Arc<dyn Upstream>>,
     rules: Rules,
+    /// This process, for the queue of waiting acquires.
+    instance: uuid::Uuid,
+    waitlist: Waitlist,
+    /// Whether this instance has announced itself (its waiters count only once it has).
+    announced: std::sync::atomic::AtomicBool,
 }
 
 impl Coordinator {
@@ -96,6 +116,9 @@ impl Coordinator {
             store,
             upstream,
             rules,
+            instance: uuid::Uuid::new_v4(),
+            waitlist: Waitlist::default(),
+            announced: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -112,40 +135,6 @@ impl Coordinator {
         self.rules
     }
 
-    /// Grants the lease, or renews it when `holder` already holds it.
-    #[tracing::instrument(skip_all, fields(resource = %key, holder = holder.as_str()))]
-    pub async fn acquire(
-        &self,
-        key: ResourceKey,
-        holder: Holder,
-        ttl: Option<Ttl>,
-    ) -> Result<Acquired, CoordinatorError> {
-        let mut tx = self.store.lock_resource(key).await?;
-        let state = tx.state();
-        if state.deleted {
-            return refuse(tx, CoordinatorError::Refused(Refusal::Deleted)).await;
-        }
-        if let Some(lease) = state.lease.clone() {
-            if lease.holder != holder.as_str() {
-                let err = CoordinatorError::LeaseHeld {
-                    retry_after: lease.retry_after(state.now),
-                    holder: lease.holder,
-                    expires_at: lease.expires_at,
-                };
-                return refuse(tx, err).await;
-            }
-            let ttl = ttl.unwrap_or_else(|| own_ttl(&lease));
-            let renewed = tx.renew(&lease, ttl).await?;
-            tx.commit().await?;
-            tracing::info!(lease.id = %renewed.id, token = renewed.fencing_token.0, "lease renewed by re-acquire");
-            return Ok(Acquired::Renewed(renewed));
-        }
-        let lease = tx.grant(&holder, ttl.unwrap_or(Ttl::DEFAULT)).await?;
-        tx.commit().await?;
-        tracing::info!(lease.id = %lease.id, token = lease.fencing_token.0, "lease granted");
-        Ok(Acquired::Granted(lease))
-    }
-
     /// Extends an active lease to now + `ttl` (default: its own TTL).
     #[tracing::instrument(skip_all, fields(lease.id = %id))]
     pub async fn renew(&self, id: LeaseId, ttl: Option<Ttl>) -> Result<Lease, CoordinatorError> {
@@ -154,6 +143,16 @@ impl Coordinator {
         let renewed = tx.renew(&lease, ttl).await?;
         tx.commit().await?;
         Ok(renewed)
+    }
+
+    /// Ends an active lease at once as revoked (operators); its lock-delay starts.
+    #[tracing::instrument(skip_all, fields(lease.id = %id))]
+    pub async fn revoke(&self, id: LeaseId) -> Result<Lease, CoordinatorError> {
+        let (mut tx, lease) = self.lock_lease(id).await?;
+        let revoked = tx.end(&lease, LeaseEnd::Revoked).await?;
+        tx.commit().await?;
+        tracing::info!(holder = %revoked.holder, token = revoked.fencing_token.0, "lease revoked");
+        Ok(revoked)
     }
 
     /// Ends an active lease as released.

@@ -18,6 +18,10 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 pub const MIN_TTL: Duration = Duration::from_secs(1);
 /// The longest TTL a client may ask for: a crashed holder blocks its resource at most this long.
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
+/// The longest an acquire may wait for a held lease.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// The longest lock-delay an acquire may ask for.
+pub const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 /// The longest a holder label may be, in Unicode characters.
 pub const MAX_HOLDER_CHARS: usize = 128;
 
@@ -168,6 +172,8 @@ pub struct Lease {
     pub holder: String,
     pub fencing_token: FencingToken,
     pub ttl_seconds: u32,
+    /// After this lease expires or is revoked, nobody may acquire for this long.
+    pub lock_delay_seconds: u32,
     pub acquired_at: DateTime<Utc>,
     pub renewed_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -219,6 +225,7 @@ mod tests {
             holder: "svc/1".into(),
             fencing_token: FencingToken(1),
             ttl_seconds: 30,
+            lock_delay_seconds: 0,
             acquired_at: now,
             renewed_at: now,
             expires_at: now + chrono::Duration::milliseconds(expires_in_ms),

@@ -132,6 +132,7 @@ mod tests {
             holder: "a".into(),
             fencing_token: FencingToken(token),
             ttl_seconds: 30,
+            lock_delay_seconds: 0,
             acquired_at: now,
             renewed_at: now,
             expires_at: now + chrono::Duration::seconds(30),

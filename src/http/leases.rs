@@ -12,8 +12,10 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::coordinator::Acquired;
-use crate::domain::lease::{Holder, LeaseId, MAX_HOLDER_CHARS, Ttl};
+use std::time::Duration;
+
+use crate::coordinator::{AcquireRequest, Acquired};
+use crate::domain::lease::{Holder, LeaseId, MAX_HOLDER_CHARS, MAX_LOCK_DELAY, MAX_WAIT, Ttl};
 use crate::domain::resource::parse_guid;
 use crate::store::{LeaseQuery, StateFilter};
 
@@ -28,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_leases))
         .routes(routes!(get_lease, release))
         .routes(routes!(renew))
+        .routes(routes!(revoke))
 }
 
 fn ttl(seconds: Option<u64>) -> Result<Option<Ttl>, Problem> {
@@ -37,16 +40,13 @@ fn ttl(seconds: Option<u64>) -> Result<Option<Ttl>, Problem> {
         .map_err(Problem::invalid_request)
 }
 
-/// `wait_seconds` and `lock_delay_seconds` are range-checked; only 0 is served until
-/// waiting and lock-delay land.
-fn not_yet(name: &str, value: Option<u64>) -> Result<(), Problem> {
-    match value {
-        None | Some(0) => Ok(()),
-        Some(v) if v <= 60 => Err(Problem::invalid_request(format!(
-            "{name} {v} is not supported by this server yet; only 0 is"
-        ))),
-        Some(v) => Err(Problem::invalid_request(format!(
-            "{name} must be between 0 and 60, got {v}"
+/// A whole number of seconds within 0..=`max`.
+fn seconds_within(name: &str, value: Option<u64>, max: Duration) -> Result<u64, Problem> {
+    match value.unwrap_or(0) {
+        v if v <= max.as_secs() => Ok(v),
+        v => Err(Problem::invalid_request(format!(
+            "{name} must be between 0 and {}, got {v}",
+            max.as_secs()
         ))),
     }
 }
@@ -55,7 +55,9 @@ fn not_yet(name: &str, value: Option<u64>) -> Result<(), Problem> {
 ///
 /// Grants a new lease (201, with a new fencing token), or renews it when the same holder
 /// already holds it (200, same lease). Held by another holder: 409 `lease-held` with
-/// `Retry-After`.
+/// `Retry-After` — after waiting up to `wait_seconds`, first come, first served across all
+/// instances. After a lease with `lock_delay_seconds` expired or was revoked: 409
+/// `lock-delay` until the delay is over.
 #[utoipa::path(
     post,
     path = "/v1/resources/{type}/{guid}/lease",
@@ -69,7 +71,7 @@ fn not_yet(name: &str, value: Option<u64>) -> Result<(), Problem> {
         (status = 201, description = "Granted", body = LeaseOut, headers(("Location" = String))),
         (status = 200, description = "Already held by this holder: renewed", body = LeaseOut),
         (status = 400, description = "Invalid request", body = ProblemOut, content_type = "application/problem+json"),
-        (status = 409, description = "`lease-held`: held by another holder", body = ProblemOut, content_type = "application/problem+json", headers(("Retry-After" = u64))),
+        (status = 409, description = "`lease-held`: held by another holder (or free with others waiting); `lock-delay`", body = ProblemOut, content_type = "application/problem+json", headers(("Retry-After" = u64))),
         (status = 410, description = "`resource-deleted`", body = ProblemOut, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`", body = ProblemOut, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = ProblemOut, content_type = "application/problem+json"),
@@ -83,11 +85,21 @@ async fn acquire(
 ) -> Result<Response, Problem> {
     let key = extract::resource_key(&resource_type, &guid)?;
     let input: AcquireIn = body.parse()?;
-    let holder = Holder::parse(input.holder).map_err(Problem::invalid_request)?;
-    let ttl = ttl(input.ttl_seconds)?;
-    not_yet("wait_seconds", input.wait_seconds)?;
-    not_yet("lock_delay_seconds", input.lock_delay_seconds)?;
-    match state.coordinator.acquire(key, holder, ttl).await? {
+    let request = AcquireRequest {
+        holder: Holder::parse(input.holder).map_err(Problem::invalid_request)?,
+        ttl: ttl(input.ttl_seconds)?,
+        wait: Duration::from_secs(seconds_within(
+            "wait_seconds",
+            input.wait_seconds,
+            MAX_WAIT,
+        )?),
+        lock_delay_seconds: seconds_within(
+            "lock_delay_seconds",
+            input.lock_delay_seconds,
+            MAX_LOCK_DELAY,
+        )? as u32,
+    };
+    match state.coordinator.acquire(key, request).await? {
         Acquired::Granted(lease) => {
             let location = format!("/v1/leases/{}", lease.id);
             let now = lease.acquired_at;
@@ -177,6 +189,34 @@ async fn renew(
     let ttl = ttl(input.ttl_seconds)?;
     let lease = state.coordinator.renew(id, ttl).await?;
     let now = lease.renewed_at;
+    Ok(Json(LeaseOut::at(lease, now)))
+}
+
+/// Revoke a lease (operators).
+///
+/// Ends it at once as `revoked`; its lock-delay (if any) starts. The holder's next write
+/// with its fencing token gets 409 `stale-fencing-token`.
+#[utoipa::path(
+    post,
+    path = "/v1/leases/{id}/revoke",
+    tag = "leases",
+    params(("id" = String, Path, description = "The lease id")),
+    responses(
+        (status = 200, description = "Revoked", body = LeaseOut),
+        (status = 400, body = ProblemOut, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = ProblemOut, content_type = "application/problem+json"),
+        (status = 410, description = "`lease-expired`, `lease-released` or `lease-revoked`", body = ProblemOut, content_type = "application/problem+json"),
+    )
+)]
+async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: JsonBytes,
+) -> Result<Json<LeaseOut>, Problem> {
+    let id = extract::lease_id(&id)?;
+    body.none()?;
+    let lease = state.coordinator.revoke(id).await?;
+    let now = lease.ended.map_or(lease.renewed_at, |(_, at)| at);
     Ok(Json(LeaseOut::at(lease, now)))
 }
 

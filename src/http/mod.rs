@@ -3,6 +3,7 @@
 
 mod extract;
 mod leases;
+mod metrics;
 mod ops;
 pub mod problem;
 mod resources;
@@ -44,7 +45,7 @@ pub struct AppState {
     tags(
         (name = "leases", description = "Fenced leases on (type, guid)"),
         (name = "resources", description = "Versioned metadata, conditional writes and deletes, history"),
-        (name = "operations", description = "Health, readiness, info"),
+        (name = "operations", description = "Health, readiness, info, metrics"),
     )
 )]
 struct ApiDoc;
@@ -66,6 +67,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole HTTP application.
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    crate::metrics::handle();
     let (router, _) = routes().split_for_parts();
     let router = router
         .with_state(state)
@@ -74,6 +76,7 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(axum::middleware::from_fn(metrics::track_requests))
             .layer(
                 TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                     let route = request

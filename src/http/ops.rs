@@ -1,18 +1,23 @@
-//! Operations routes: liveness, readiness and the limits in force.
+//! Operations routes: liveness, readiness, the limits in force and Prometheus metrics.
 
 use axum::Json;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::domain::lease::{DEFAULT_TTL, MAX_TTL, MIN_TTL};
+use crate::domain::lease::{DEFAULT_TTL, MAX_LOCK_DELAY, MAX_TTL, MAX_WAIT, MIN_TTL};
 
 use super::problem::Problem;
 use super::wire::{InfoOut, LimitsOut, ProblemOut, RangeOut, ReadyOut};
 use super::{AppState, MAX_BODY_BYTES};
+
+/// The Prometheus text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Probes answer quickly: a database that does not answer within this is not ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -22,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(info))
+        .routes(routes!(metrics))
 }
 
 /// The process is up (no I/O).
@@ -111,16 +117,35 @@ async fn info(State(state): State<AppState>) -> Json<InfoOut> {
             },
             wait_seconds: RangeOut {
                 min: 0,
-                max: 0,
+                max: MAX_WAIT.as_secs(),
                 default: 0,
             },
             lock_delay_seconds: RangeOut {
                 min: 0,
-                max: 0,
+                max: MAX_LOCK_DELAY.as_secs(),
                 default: 0,
             },
             max_body_bytes: MAX_BODY_BYTES,
             require_preconditions: rules.require_preconditions,
         },
     })
+}
+
+/// Prometheus metrics.
+///
+/// Requests by route template, method and status with latency histograms; lease events;
+/// problems by code (e.g. `stale-fencing-token`, `precondition-failed`); Cloud Controller
+/// calls by outcome with latency; database pool usage.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain; version=0.0.4"))
+)]
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::metrics::pool(state.coordinator.store().pool_stats());
+    (
+        [(CONTENT_TYPE, PROMETHEUS_TEXT)],
+        crate::metrics::handle().render(),
+    )
 }

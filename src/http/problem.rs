@@ -197,6 +197,7 @@ impl IntoResponse for Problem {
             extensions,
             headers,
         } = *self.0;
+        crate::metrics::problem(code);
         let mut body = Map::new();
         body.insert("type".into(), json!(format!("/problems/{code}")));
         body.insert("title".into(), json!(title));
@@ -250,17 +251,36 @@ impl From<CoordinatorError> for Problem {
                 holder,
                 expires_at,
                 retry_after,
-            } => Self::new(
+                waiting,
+            } => {
+                let detail = match (&holder, &expires_at, waiting) {
+                    (Some(holder), Some(at), _) => {
+                        format!("the lease is held by '{holder}' until {}", timestamp(at))
+                    }
+                    (_, _, Some(n)) => format!(
+                        "the lease is free but {n} acquire(s) wait for it first; wait in line with wait_seconds"
+                    ),
+                    _ => "the lease is held".to_owned(),
+                };
+                let mut problem = Self::new(StatusCode::CONFLICT, "lease-held", "Lease held", detail)
+                    .with("holder", holder)
+                    .with("expires_at", expires_at.as_ref().map(timestamp))
+                    .header(RETRY_AFTER, retry_after.to_string());
+                if let Some(n) = waiting {
+                    problem = problem.with("waiting", n);
+                }
+                problem
+            }
+            CoordinatorError::LockDelay { until, retry_after } => Self::new(
                 StatusCode::CONFLICT,
-                "lease-held",
-                "Lease held",
+                "lock-delay",
+                "Lock-delay",
                 format!(
-                    "the lease is held by '{holder}' until {}",
-                    timestamp(&expires_at)
+                    "a lease of this resource expired or was revoked; nobody may acquire it before {}",
+                    timestamp(&until)
                 ),
             )
-            .with("holder", holder)
-            .with("expires_at", timestamp(&expires_at))
+            .with("until", timestamp(&until))
             .header(RETRY_AFTER, retry_after.to_string()),
             CoordinatorError::NoActiveLease => Self::new(
                 StatusCode::NOT_FOUND,

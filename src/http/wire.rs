@@ -1,6 +1,7 @@
 //! Wire types: what goes over HTTP, separate from domain and row types and converted by
 //! `From`. Inputs (`…In`) deny unknown fields; outputs (`…Out`) print timestamps as RFC 3339
-//! UTC with milliseconds.
+//! UTC with milliseconds. The outputs of the API also deserialise (timestamps from any RFC
+//! 3339), so the operator CLI reads the server's answers into these very types.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
@@ -40,10 +41,12 @@ pub struct AcquireIn {
     /// Time to live, 1..=3600 seconds (default 30).
     #[schema(minimum = 1, maximum = 3600)]
     pub ttl_seconds: Option<u64>,
-    /// How long to wait for a held lease (0..=60). Only 0 is served for now.
+    /// How long to wait for a held lease, 0..=60 (default 0: answer at once). Waiters are
+    /// served first come, first served across all instances.
     #[schema(minimum = 0, maximum = 60)]
     pub wait_seconds: Option<u64>,
-    /// Lock-delay after expiry or revocation (0..=60). Only 0 is served for now.
+    /// After this lease expires or is revoked (never after a release), nobody may acquire
+    /// the resource for this long, 0..=60 (default 0).
     #[schema(minimum = 0, maximum = 60)]
     pub lock_delay_seconds: Option<u64>,
 }
@@ -118,7 +121,7 @@ impl From<ResourceKey> for ResourceRefOut {
 }
 
 /// A lease, active or ended.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LeaseOut {
     pub id: uuid::Uuid,
     pub resource: ResourceRefOut,
@@ -127,6 +130,7 @@ pub struct LeaseOut {
     pub fencing_token: u64,
     pub state: LeaseState,
     pub ttl_seconds: u32,
+    pub lock_delay_seconds: u32,
     #[serde(serialize_with = "ser_ts")]
     #[schema(value_type = String, format = DateTime)]
     pub acquired_at: DateTime<Utc>,
@@ -152,6 +156,7 @@ impl LeaseOut {
             fencing_token: lease.fencing_token.0,
             state: ended.map_or(LeaseState::Active, |(how, _)| how.state()),
             ttl_seconds: lease.ttl_seconds,
+            lock_delay_seconds: lease.lock_delay_seconds,
             acquired_at: lease.acquired_at,
             renewed_at: lease.renewed_at,
             expires_at: lease.expires_at,
@@ -161,7 +166,7 @@ impl LeaseOut {
 }
 
 /// A resource's metadata.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MetadataOut {
     pub labels: std::collections::BTreeMap<String, String>,
     pub annotations: std::collections::BTreeMap<String, String>,
@@ -177,7 +182,7 @@ impl From<Metadata> for MetadataOut {
 }
 
 /// A resource: its version (the ETag), metadata, active lease and last fencing token.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ResourceOut {
     #[serde(rename = "type")]
     pub resource_type: ResourceType,
@@ -217,7 +222,7 @@ pub struct DeletingOut {
 }
 
 /// One history entry.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HistoryEntryOut {
     pub seq: u64,
     #[serde(serialize_with = "ser_ts")]
@@ -226,7 +231,7 @@ pub struct HistoryEntryOut {
     /// `lease-granted`, `lease-renewed`, `lease-released`, `lease-expired`, `lease-revoked`,
     /// `metadata-changed`, `drift` or `deleted`.
     #[schema(example = "metadata-changed")]
-    pub event: &'static str,
+    pub event: String,
     pub actor: Option<String>,
     pub lease_id: Option<uuid::Uuid>,
     pub fencing_token: Option<u64>,
@@ -242,7 +247,7 @@ impl From<HistoryEntry> for HistoryEntryOut {
         Self {
             seq: e.seq,
             at: e.at,
-            event: e.event.as_str(),
+            event: e.event.as_str().to_owned(),
             actor: e.actor,
             lease_id: e.lease_id.map(|id| id.0),
             fencing_token: e.fencing_token.map(|t| t.0),
@@ -253,7 +258,7 @@ impl From<HistoryEntry> for HistoryEntryOut {
 }
 
 /// A page of leases.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LeaseListOut {
     pub items: Vec<LeaseOut>,
     /// Pass as `cursor` for the next page; null on the last page.
@@ -261,7 +266,7 @@ pub struct LeaseListOut {
 }
 
 /// A page of history, newest first.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HistoryListOut {
     pub items: Vec<HistoryEntryOut>,
     pub next_cursor: Option<String>,

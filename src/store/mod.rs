@@ -33,6 +33,30 @@ pub struct ResourceState {
     pub upstream_digest: Option<String>,
     /// A write was sent upstream and its answer lost; the next read settles it.
     pub upstream_uncertain: bool,
+    /// Nobody may acquire before then: the lock-delay of a lease that expired or was revoked.
+    pub lock_delay_until: Option<DateTime<Utc>>,
+}
+
+impl ResourceState {
+    /// The end of a lock-delay still running at `now`.
+    pub fn lock_delay_at_now(&self) -> Option<DateTime<Utc>> {
+        self.lock_delay_until.filter(|until| *until > self.now)
+    }
+}
+
+/// A place in a resource's queue of waiting acquires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiter {
+    pub id: Uuid,
+    /// Arrival order across all instances.
+    pub seq: u64,
+}
+
+/// The front of a resource's queue: its first live waiter, and how many are live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueHead {
+    pub first: Waiter,
+    pub live: u64,
 }
 
 /// Who made a change, for history: the lease holder (or nobody known) and the lease used.
@@ -206,6 +230,24 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<HistoryEntry>, StoreError>;
 
+    /// Records that this instance is alive until `alive_for` from now (its waiters count
+    /// only while it is).
+    async fn heartbeat(
+        &self,
+        instance: Uuid,
+        alive_for: std::time::Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Removes a stopping instance and its waiters.
+    async fn forget_instance(&self, instance: Uuid) -> Result<(), StoreError>;
+
+    /// Resources with an open lease past its expiry (at most `limit`), for the sweep.
+    async fn overdue_leases(&self, limit: u32) -> Result<Vec<ResourceKey>, StoreError>;
+
+    /// Resources whose lease ended or whose queue changed, on any instance sharing the
+    /// database: waiters wake on these.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ResourceKey>;
+
     /// Opens the resource's critical section: locks it (on every instance sharing the
     /// database), takes the database's clock, and records the expiry of an open lease whose
     /// time ran out, so the returned state's `lease` is the one active now.
@@ -222,13 +264,33 @@ pub trait ResourceTx: Send {
     async fn lease(&mut self, id: LeaseId) -> Result<Option<Lease>, StoreError>;
 
     /// Grants a new lease with the next fencing token; there must be no active lease.
-    async fn grant(&mut self, holder: &Holder, ttl: Ttl) -> Result<Lease, StoreError>;
+    async fn grant(
+        &mut self,
+        holder: &Holder,
+        ttl: Ttl,
+        lock_delay_seconds: u32,
+    ) -> Result<Lease, StoreError>;
 
     /// Extends the active lease to now + `ttl`.
     async fn renew(&mut self, lease: &Lease, ttl: Ttl) -> Result<Lease, StoreError>;
 
-    /// Ends the active lease now, as released or revoked.
+    /// Ends the active lease now, as released or revoked (a revocation starts its
+    /// lock-delay). Waiters on every instance are told.
     async fn end(&mut self, lease: &Lease, how: LeaseEnd) -> Result<Lease, StoreError>;
+
+    /// The first live waiter (deadline not passed, instance alive) and the live count.
+    async fn queue_head(&mut self) -> Result<Option<QueueHead>, StoreError>;
+
+    /// Joins the queue, behind every waiter already in it.
+    async fn enqueue(
+        &mut self,
+        holder: &Holder,
+        deadline: DateTime<Utc>,
+        instance: Uuid,
+    ) -> Result<Waiter, StoreError>;
+
+    /// Leaves the queue; waiters on every instance are told.
+    async fn dequeue(&mut self, waiter: Waiter) -> Result<(), StoreError>;
 
     /// Replaces the metadata, bumps the version and records the change. With an upstream,
     /// `upstream_digest` is the digest of its body after the write.

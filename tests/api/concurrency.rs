@@ -634,10 +634,16 @@ async fn fenced_writes_from_racing_holders_carry_only_the_active_leases_token() 
                 // releasing, then write again with the old token.
                 let pauses = h == 0 && log.grants.len() == 2;
                 let ttl = if pauses { 2 } else { 10 };
-                let r = apps
-                    .at(h + i)
-                    .acquire(&res, &format!("holder-{h}"), Some(ttl))
-                    .await;
+                // Waiting in line (first come, first served) gives every holder its turns
+                // however loaded the machine is.
+                let app = apps.at(h + i);
+                let r = app
+                    .client
+                    .post(app.url(&res.lease_path()))
+                    .json(&json!({"holder": format!("holder-{h}"), "ttl_seconds": ttl, "wait_seconds": 5}))
+                    .send()
+                    .await
+                    .expect("acquire");
                 match r.status() {
                     StatusCode::CREATED => {}
                     StatusCode::CONFLICT => {

@@ -196,6 +196,16 @@ pub async fn spawn_app_with(db: &TestDb, flags: &[&str]) -> TestApp {
 }
 
 impl TestApp {
+    /// Another handle on the same instance (for tasks); it does not stop the instance.
+    pub fn clone_handle(&self) -> TestApp {
+        TestApp {
+            addr: self.addr,
+            client: self.client.clone(),
+            shutdown: None,
+            server: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

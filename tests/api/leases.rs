@@ -832,6 +832,7 @@ fn assert_lease_shape(lease: &Value) {
         "fencing_token",
         "state",
         "ttl_seconds",
+        "lock_delay_seconds",
         "acquired_at",
         "renewed_at",
         "expires_at",

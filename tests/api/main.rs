@@ -9,6 +9,9 @@ mod leases;
 mod ops;
 mod resources;
 
+mod cli;
 mod cloud_controller;
 mod concurrency;
 mod crash;
+mod metrics;
+mod waiting;

@@ -90,9 +90,14 @@ async fn info_names_version_upstream_store_and_the_limits_in_force() {
     );
     assert_eq!(limits["max_body_bytes"], 1024 * 1024);
     assert_eq!(limits["require_preconditions"], false);
-    // Waiting and lock-delay are not built: only 0 is in force.
-    assert_eq!(limits["wait_seconds"]["max"], 0);
-    assert_eq!(limits["lock_delay_seconds"]["max"], 0);
+    assert_eq!(
+        limits["wait_seconds"],
+        json!({"min": 0, "max": 60, "default": 0})
+    );
+    assert_eq!(
+        limits["lock_delay_seconds"],
+        json!({"min": 0, "max": 60, "default": 0})
+    );
 
     let custom = spawn_app_with(
         &db,

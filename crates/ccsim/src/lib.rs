@@ -44,6 +44,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod faults;

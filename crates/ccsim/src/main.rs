@@ -1,48 +1,14 @@
 //! The `ccsim` command: a thin command-line shim over [`ccsim::spawn`].
 //!
-//! This file owns the flags (each with an environment fallback), logging setup
-//! (`RUST_LOG`, default `info`), and graceful shutdown on SIGTERM or SIGINT.
+//! This file owns logging setup (`RUST_LOG`, default `info`) and graceful shutdown on
+//! SIGTERM or SIGINT; the flags (each with an environment fallback) are [`ccsim::cli::Args`].
 #![forbid(unsafe_code)]
 
-use ccsim::config::{DEFAULT_CLIENTS, parse_clients};
+use ccsim::cli::Args;
+use ccsim::config::parse_clients;
 use clap::Parser;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// Cloud Foundry Cloud Controller v3 API + UAA emulator with fault injection.
-#[derive(Debug, Parser)]
-#[command(name = "ccsim", version)]
-struct Args {
-    /// Address to listen on.
-    #[arg(long, env = "CCSIM_LISTEN", default_value = "127.0.0.1:9090")]
-    listen: SocketAddr,
-    /// JSON file with an array of {"type", "body"} to load at start.
-    #[arg(long, env = "CCSIM_SEED")]
-    seed: Option<PathBuf>,
-    /// UAA clients, `id:secret:scope1,scope2`, several separated by `;` or spaces.
-    #[arg(long, env = "CCSIM_CLIENTS", default_value = DEFAULT_CLIENTS)]
-    clients: String,
-    /// Lifetime of issued tokens, in seconds.
-    #[arg(long, env = "CCSIM_TOKEN_TTL_SECONDS", default_value_t = 3600)]
-    token_ttl_seconds: u64,
-    /// How long delete jobs stay PROCESSING, in milliseconds.
-    #[arg(long, env = "CCSIM_JOB_DELAY_MS", default_value_t = 200)]
-    job_delay_ms: u64,
-    /// CC's max_labels_per_resource.
-    #[arg(long, env = "CCSIM_MAX_LABELS", default_value_t = 50)]
-    max_labels: usize,
-    /// CC's max_annotations_per_resource.
-    #[arg(long, env = "CCSIM_MAX_ANNOTATIONS", default_value_t = 200)]
-    max_annotations: usize,
-    /// Create unknown resources on first access (a testing aid; CC answers 404).
-    #[arg(long, env = "CCSIM_AUTO_CREATE")]
-    auto_create: bool,
-    /// Base URL used in links and Location headers (e.g. http://ccsim:9090 behind Docker).
-    #[arg(long, env = "CCSIM_PUBLIC_URL")]
-    public_url: Option<String>,
-}
 
 async fn shutdown_signal() {
     #[cfg(unix)]

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use uuid::Uuid;
 
 use crate::domain::lease::{Lease, LeaseId};
 use crate::domain::resource::ResourceKey;
@@ -39,11 +40,19 @@ const _: () = assert!(LOCK_TIMEOUT.as_millis() < STATEMENT_TIMEOUT.as_millis());
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The channel on which a transaction announces, at commit, that a resource's lease ended
+/// or its queue changed (payload `type/guid`).
+pub const EVENTS_CHANNEL: &str = "leasehold_events";
+/// How many undelivered events a slow subscriber may lag behind before it misses some
+/// (waiters also re-check on a timer, so a miss only delays them).
+const EVENTS_BUFFER: usize = 1024;
+
 /// The PostgreSQL store; cheap to clone.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
     migrated: Arc<AtomicBool>,
+    events: tokio::sync::broadcast::Sender<ResourceKey>,
 }
 
 impl PgStore {
@@ -65,7 +74,42 @@ impl PgStore {
         Ok(Self {
             pool,
             migrated: Arc::new(AtomicBool::new(false)),
+            events: tokio::sync::broadcast::channel(EVENTS_BUFFER).0,
         })
+    }
+
+    /// Forwards the events of every instance (PostgreSQL `LISTEN`) to this process's
+    /// subscribers, reconnecting after a lost connection. Runs until aborted.
+    pub async fn listen_for_events(&self) {
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::debug!(%error, "cannot LISTEN yet; retrying");
+                    tokio::time::sleep(MIGRATE_RETRY).await;
+                    continue;
+                }
+            };
+            if let Err(error) = listener.listen(EVENTS_CHANNEL).await {
+                tracing::warn!(%error, "LISTEN failed; retrying");
+                tokio::time::sleep(MIGRATE_RETRY).await;
+                continue;
+            }
+            loop {
+                match listener.recv().await {
+                    Ok(notification) => {
+                        if let Some(key) = parse_event(notification.payload()) {
+                            // No subscriber is fine: nobody waits in this process.
+                            let _ = self.events.send(key);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "lost the LISTEN connection; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// Applies the embedded migrations, retrying until the database answers.
@@ -97,6 +141,14 @@ impl PgStore {
             Err(StoreError::NotReady)
         }
     }
+}
+
+fn parse_event(payload: &str) -> Option<ResourceKey> {
+    let (resource_type, guid) = payload.split_once('/')?;
+    Some(ResourceKey {
+        resource_type: resource_type.parse().ok()?,
+        guid: guid.parse().ok()?,
+    })
 }
 
 /// Sorts a database error into what the caller should be told.
@@ -148,6 +200,7 @@ impl Store for PgStore {
         const SQL: &str = "SELECT now() AS now, r.version, r.fence, r.labels, r.annotations, r.deleted_at, \
              r.upstream_digest, r.upstream_uncertain, \
              l.id, l.resource_type, l.resource_guid, l.holder, l.fencing_token, l.ttl_seconds, \
+             l.lock_delay_seconds, r.lock_delay_until, \
              l.acquired_at, l.renewed_at, l.expires_at, l.ended_at, l.end_reason \
              FROM (SELECT 1) AS one \
              LEFT JOIN resources r ON r.resource_type = $1 AND r.resource_guid = $2 \
@@ -175,6 +228,7 @@ impl Store for PgStore {
                 .try_get::<Option<bool>, _>("upstream_uncertain")
                 .map_err(db_error)?
                 .unwrap_or(false),
+            lock_delay_until: row.try_get("lock_delay_until").map_err(db_error)?,
         })
     }
 
@@ -273,6 +327,53 @@ impl Store for PgStore {
         .await
         .map_err(db_error)?;
         rows.iter().map(rows::history_from_row).collect()
+    }
+
+    async fn heartbeat(&self, instance: Uuid, alive_for: Duration) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO instances (id, started_at, alive_until) \
+             VALUES ($1, clock_timestamp(), clock_timestamp() + $2 * interval '1 millisecond') \
+             ON CONFLICT (id) DO UPDATE SET alive_until = EXCLUDED.alive_until",
+        )
+        .bind(instance)
+        .bind(alive_for.as_millis() as f64)
+        .execute(self.ready()?)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn forget_instance(&self, instance: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.ready()?.begin().await.map_err(db_error)?;
+        sqlx::query("DELETE FROM waiters WHERE instance_id = $1")
+            .bind(instance)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("DELETE FROM instances WHERE id = $1")
+            .bind(instance)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn overdue_leases(&self, limit: u32) -> Result<Vec<ResourceKey>, StoreError> {
+        let rows: Vec<(String, Uuid)> = sqlx::query_as(
+            "SELECT resource_type, resource_guid FROM leases \
+             WHERE ended_at IS NULL AND expires_at <= now() ORDER BY expires_at LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(self.ready()?)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(t, g)| rows::key_from_parts(&t, g))
+            .collect()
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ResourceKey> {
+        self.events.subscribe()
     }
 
     async fn lock_resource(&self, key: ResourceKey) -> Result<Box<dyn ResourceTx>, StoreError> {

@@ -15,7 +15,8 @@ use super::db_error;
 
 /// The lease columns, in the order `lease_from_row` reads them.
 pub const LEASE_COLUMNS: &str = "l.id, l.resource_type, l.resource_guid, l.holder, l.fencing_token, \
-     l.ttl_seconds, l.acquired_at, l.renewed_at, l.expires_at, l.ended_at, l.end_reason";
+     l.ttl_seconds, l.lock_delay_seconds, l.acquired_at, l.renewed_at, l.expires_at, l.ended_at, \
+     l.end_reason";
 
 pub fn unsigned(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} is negative: {value}")))
@@ -45,6 +46,7 @@ pub fn lease_from_row(row: &PgRow) -> Result<Option<Lease>, StoreError> {
     let guid: Uuid = row.try_get("resource_guid").map_err(db_error)?;
     let token: i64 = row.try_get("fencing_token").map_err(db_error)?;
     let ttl: i32 = row.try_get("ttl_seconds").map_err(db_error)?;
+    let lock_delay: i32 = row.try_get("lock_delay_seconds").map_err(db_error)?;
     let ended_at: Option<DateTime<Utc>> = row.try_get("ended_at").map_err(db_error)?;
     let end_reason: Option<String> = row.try_get("end_reason").map_err(db_error)?;
     let ended = match (ended_at, end_reason.as_deref()) {
@@ -63,6 +65,8 @@ pub fn lease_from_row(row: &PgRow) -> Result<Option<Lease>, StoreError> {
         fencing_token: FencingToken(unsigned(token, "fencing_token")?),
         ttl_seconds: u32::try_from(ttl)
             .map_err(|_| StoreError::Corrupt(format!("ttl_seconds is {ttl}")))?,
+        lock_delay_seconds: u32::try_from(lock_delay)
+            .map_err(|_| StoreError::Corrupt(format!("lock_delay_seconds is {lock_delay}")))?,
         acquired_at: row.try_get("acquired_at").map_err(db_error)?,
         renewed_at: row.try_get("renewed_at").map_err(db_error)?,
         expires_at: row.try_get("expires_at").map_err(db_error)?,

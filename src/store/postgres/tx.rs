@@ -10,7 +10,7 @@ use sqlx::{PgConnection, Postgres, Row, Transaction};
 use crate::domain::lease::{FencingToken, Holder, Lease, LeaseEnd, LeaseId, Ttl};
 use crate::domain::metadata::{Metadata, MetadataChange};
 use crate::domain::resource::ResourceKey;
-use crate::store::{Actor, Event, ResourceState, ResourceTx, StoreError};
+use crate::store::{Actor, Event, QueueHead, ResourceState, ResourceTx, StoreError, Waiter};
 
 use super::db_error;
 use super::rows::{
@@ -35,18 +35,22 @@ struct Entry<'a> {
 /// Writes the resource row from the in-memory state; `$1, $2` name the resource.
 const SAVE: &str = "UPDATE resources SET version = $3, fence = $4, history_seq = $5, labels = $6, \
        annotations = $7, deleted_at = CASE WHEN $8 THEN COALESCE(deleted_at, $9) END, \
-       upstream_digest = $10, upstream_uncertain = $11 \
+       upstream_digest = $10, upstream_uncertain = $11, lock_delay_until = $12 \
      WHERE resource_type = $1 AND resource_guid = $2";
 
-/// `SAVE` plus one history entry (`$12..$18`), in one statement.
+/// `SAVE` plus one history entry (`$13..$18`), in one statement.
 const RECORD: &str = "WITH r AS ( \
        UPDATE resources SET version = $3, fence = $4, history_seq = $5, labels = $6, \
          annotations = $7, deleted_at = CASE WHEN $8 THEN COALESCE(deleted_at, $9) END, \
-         upstream_digest = $10, upstream_uncertain = $11 \
+         upstream_digest = $10, upstream_uncertain = $11, lock_delay_until = $12 \
        WHERE resource_type = $1 AND resource_guid = $2 RETURNING 1) \
      INSERT INTO history (resource_type, resource_guid, seq, at, event, actor, lease_id, \
        fencing_token, version, detail) \
-     SELECT $1, $2, $5, $12, $13, $14, $15, $16, $3, $17 FROM r";
+     SELECT $1, $2, $5, $13, $14, $15, $16, $17, $3, $18 FROM r";
+
+/// Tells every instance listening that something changed for a resource's waiters;
+/// PostgreSQL delivers it when (and only if) the transaction commits.
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 impl PgResourceTx {
     /// Locks the resource's row (creating it when new), reads the clock after the lock is
@@ -61,7 +65,7 @@ impl PgResourceTx {
             "INSERT INTO resources (resource_type, resource_guid) VALUES ($1, $2) \
              ON CONFLICT (resource_type, resource_guid) DO UPDATE SET history_seq = resources.history_seq \
              RETURNING version, fence, labels, annotations, deleted_at, history_seq, \
-               upstream_digest, upstream_uncertain, clock_timestamp() AS now",
+               upstream_digest, upstream_uncertain, lock_delay_until, clock_timestamp() AS now",
         )
         .bind(key.resource_type.as_str())
         .bind(key.guid)
@@ -79,6 +83,7 @@ impl PgResourceTx {
             now: row.try_get("now").map_err(db_error)?,
             upstream_digest: row.try_get("upstream_digest").map_err(db_error)?,
             upstream_uncertain: row.try_get("upstream_uncertain").map_err(db_error)?,
+            lock_delay_until: row.try_get("lock_delay_until").map_err(db_error)?,
         };
         let history_seq = unsigned(row.try_get("history_seq").map_err(db_error)?, "history_seq")?;
         // A separate statement: in READ COMMITTED it takes a fresh snapshot, taken after the
@@ -116,6 +121,17 @@ impl PgResourceTx {
         &mut self.tx
     }
 
+    async fn notify(&mut self) -> Result<(), StoreError> {
+        let payload = self.state.key.to_string();
+        sqlx::query(NOTIFY)
+            .bind(super::EVENTS_CHANNEL)
+            .bind(payload)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
     /// Writes the in-memory state, and appends `entry` when given, in one statement.
     async fn save(&mut self, entry: Option<Entry<'_>>) -> Result<(), StoreError> {
         if entry.is_some() {
@@ -134,7 +150,8 @@ impl PgResourceTx {
             .bind(self.state.deleted)
             .bind(self.state.now)
             .bind(self.state.upstream_digest.as_deref())
-            .bind(self.state.upstream_uncertain);
+            .bind(self.state.upstream_uncertain)
+            .bind(self.state.lock_delay_until);
         let query = match entry {
             None => query,
             Some(entry) => query
@@ -170,6 +187,12 @@ impl PgResourceTx {
                 lease.id
             )));
         }
+        if how != LeaseEnd::Released && lease.lock_delay_seconds > 0 {
+            let until = at + chrono::Duration::seconds(i64::from(lease.lock_delay_seconds));
+            self.state.lock_delay_until = self.state.lock_delay_until.max(Some(until));
+        }
+        self.notify().await?;
+        crate::metrics::lease_event(how.as_str());
         self.save(Some(Entry {
             event: Event::lease_ended(how),
             at,
@@ -211,7 +234,12 @@ impl ResourceTx for PgResourceTx {
         }
     }
 
-    async fn grant(&mut self, holder: &Holder, ttl: Ttl) -> Result<Lease, StoreError> {
+    async fn grant(
+        &mut self,
+        holder: &Holder,
+        ttl: Ttl,
+        lock_delay_seconds: u32,
+    ) -> Result<Lease, StoreError> {
         let now = self.state.now;
         let lease = Lease {
             id: LeaseId::new_random(),
@@ -219,6 +247,7 @@ impl ResourceTx for PgResourceTx {
             holder: holder.as_str().to_owned(),
             fencing_token: FencingToken(self.state.fence + 1),
             ttl_seconds: ttl.seconds(),
+            lock_delay_seconds,
             acquired_at: now,
             renewed_at: now,
             expires_at: now + ttl.as_chrono(),
@@ -227,7 +256,8 @@ impl ResourceTx for PgResourceTx {
         // The unique index on open leases backs up the lock: a second open lease cannot exist.
         sqlx::query(
             "INSERT INTO leases (id, resource_type, resource_guid, holder, fencing_token, \
-             ttl_seconds, acquired_at, renewed_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+             ttl_seconds, acquired_at, renewed_at, expires_at, lock_delay_seconds) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
         )
         .bind(lease.id.0)
         .bind(lease.resource.resource_type.as_str())
@@ -237,10 +267,12 @@ impl ResourceTx for PgResourceTx {
         .bind(ttl.seconds() as i32)
         .bind(now)
         .bind(lease.expires_at)
+        .bind(lock_delay_seconds as i32)
         .execute(self.conn())
         .await
         .map_err(db_error)?;
         self.state.fence = lease.fencing_token.0;
+        crate::metrics::lease_event("granted");
         self.save(Some(Entry {
             event: Event::LeaseGranted,
             at: now,
@@ -286,6 +318,7 @@ impl ResourceTx for PgResourceTx {
             detail: None,
         }))
         .await?;
+        crate::metrics::lease_event("renewed");
         self.state.lease = Some(renewed.clone());
         Ok(renewed)
     }
@@ -369,6 +402,7 @@ impl ResourceTx for PgResourceTx {
     }
 
     async fn delete(&mut self, actor: &Actor, detail: Option<Value>) -> Result<(), StoreError> {
+        self.notify().await?;
         self.state.version += 1;
         self.state.deleted = true;
         let entry = Entry {
@@ -379,6 +413,67 @@ impl ResourceTx for PgResourceTx {
             detail,
         };
         self.save(Some(entry)).await
+    }
+
+    async fn queue_head(&mut self) -> Result<Option<QueueHead>, StoreError> {
+        let key = self.state.key;
+        let row = sqlx::query(
+            "SELECT w.id, w.seq, count(*) OVER () AS live FROM waiters w \
+             JOIN instances i ON i.id = w.instance_id \
+             WHERE w.resource_type = $1 AND w.resource_guid = $2 \
+               AND w.deadline > $3 AND i.alive_until > $3 \
+             ORDER BY w.seq LIMIT 1",
+        )
+        .bind(key.resource_type.as_str())
+        .bind(key.guid)
+        .bind(self.state.now)
+        .fetch_optional(self.conn())
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(QueueHead {
+            first: Waiter {
+                id: row.try_get("id").map_err(db_error)?,
+                seq: unsigned(row.try_get("seq").map_err(db_error)?, "seq")?,
+            },
+            live: unsigned(row.try_get("live").map_err(db_error)?, "live")?,
+        }))
+    }
+
+    async fn enqueue(
+        &mut self,
+        holder: &Holder,
+        deadline: DateTime<Utc>,
+        instance: uuid::Uuid,
+    ) -> Result<Waiter, StoreError> {
+        let key = self.state.key;
+        let id = uuid::Uuid::new_v4();
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO waiters (id, resource_type, resource_guid, holder, instance_id, deadline) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+        )
+        .bind(id)
+        .bind(key.resource_type.as_str())
+        .bind(key.guid)
+        .bind(holder.as_str())
+        .bind(instance)
+        .bind(deadline)
+        .fetch_one(self.conn())
+        .await
+        .map_err(db_error)?;
+        Ok(Waiter {
+            id,
+            seq: unsigned(seq, "seq")?,
+        })
+    }
+
+    async fn dequeue(&mut self, waiter: Waiter) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM waiters WHERE id = $1")
+            .bind(waiter.id)
+            .execute(self.conn())
+            .await
+            .map_err(db_error)?;
+        self.notify().await
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {

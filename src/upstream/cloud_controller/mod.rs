@@ -108,10 +108,14 @@ impl CloudController {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| transport_error(&e, write))?;
+            let started = Instant::now();
+            let sent = request.send().await;
+            crate::metrics::upstream_call(
+                crate::metrics::method_label(&method),
+                call_outcome(&sent),
+                started.elapsed().as_secs_f64(),
+            );
+            let response = sent.map_err(|e| transport_error(&e, write))?;
             if response.status() == StatusCode::UNAUTHORIZED
                 && !retried
                 && self.credentials.refused(authorization.as_deref()).await
@@ -222,6 +226,17 @@ impl CloudController {
                 | ResourceType::Revisions
                 | ResourceType::Tasks
         )
+    }
+}
+
+/// The outcome label of one request for the metrics: `ok`, `4xx`, `5xx`, `timeout`, `error`.
+fn call_outcome(sent: &Result<reqwest::Response, reqwest::Error>) -> &'static str {
+    match sent {
+        Ok(response) if response.status().is_client_error() => "4xx",
+        Ok(response) if response.status().is_server_error() => "5xx",
+        Ok(_) => "ok",
+        Err(error) if error.is_timeout() => "timeout",
+        Err(_) => "error",
     }
 }
 
