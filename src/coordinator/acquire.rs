@@ -35,6 +35,8 @@ pub struct AcquireRequest {
     pub wait: Duration,
     /// Lock-delay of the new lease after it expires or is revoked.
     pub lock_delay_seconds: u32,
+    /// The authenticated principal asking (`None` without authentication).
+    pub principal: Option<String>,
 }
 
 /// The outcome of one look at the resource inside its critical section.
@@ -184,7 +186,12 @@ impl Coordinator {
         }
         let ttl = request.ttl.unwrap_or(Ttl::DEFAULT);
         let lease = tx
-            .grant(&request.holder, ttl, request.lock_delay_seconds)
+            .grant(
+                &request.holder,
+                request.principal.as_deref(),
+                ttl,
+                request.lock_delay_seconds,
+            )
             .await?;
         Ok(Attempt::Acquired(Acquired::Granted(lease)))
     }

@@ -170,6 +170,8 @@ pub struct Lease {
     pub id: LeaseId,
     pub resource: ResourceKey,
     pub holder: String,
+    /// The authenticated principal that took the lease (`None` without authentication).
+    pub principal: Option<String>,
     pub fencing_token: FencingToken,
     pub ttl_seconds: u32,
     /// After this lease expires or is revoked, nobody may acquire for this long.
@@ -223,6 +225,7 @@ mod tests {
                 guid: Uuid::new_v4(),
             },
             holder: "svc/1".into(),
+            principal: None,
             fencing_token: FencingToken(1),
             ttl_seconds: 30,
             lock_delay_seconds: 0,

@@ -130,6 +130,7 @@ mod tests {
                 guid: uuid::Uuid::new_v4(),
             },
             holder: "a".into(),
+            principal: None,
             fencing_token: FencingToken(token),
             ttl_seconds: 30,
             lock_delay_seconds: 0,
@@ -192,6 +193,7 @@ mod tests {
                 false,
                 Err(Locked {
                     holder: "a".into(),
+                    principal: None,
                     expires_at: held.expires_at,
                 }),
             ),

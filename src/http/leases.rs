@@ -98,6 +98,7 @@ async fn acquire(
             input.lock_delay_seconds,
             MAX_LOCK_DELAY,
         )? as u32,
+        principal: None,
     };
     match state.coordinator.acquire(key, request).await? {
         Acquired::Granted(lease) => {

@@ -267,6 +267,7 @@ pub trait ResourceTx: Send {
     async fn grant(
         &mut self,
         holder: &Holder,
+        principal: Option<&str>,
         ttl: Ttl,
         lock_delay_seconds: u32,
     ) -> Result<Lease, StoreError>;

@@ -199,7 +199,7 @@ impl Store for PgStore {
         // One statement, so the resource and its lease come from one snapshot.
         const SQL: &str = "SELECT now() AS now, r.version, r.fence, r.labels, r.annotations, r.deleted_at, \
              r.upstream_digest, r.upstream_uncertain, \
-             l.id, l.resource_type, l.resource_guid, l.holder, l.fencing_token, l.ttl_seconds, \
+             l.id, l.resource_type, l.resource_guid, l.holder, l.principal, l.fencing_token, l.ttl_seconds, \
              l.lock_delay_seconds, r.lock_delay_until, \
              l.acquired_at, l.renewed_at, l.expires_at, l.ended_at, l.end_reason \
              FROM (SELECT 1) AS one \

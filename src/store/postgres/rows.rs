@@ -14,7 +14,7 @@ use crate::store::{Event, HistoryEntry, StoreError};
 use super::db_error;
 
 /// The lease columns, in the order `lease_from_row` reads them.
-pub const LEASE_COLUMNS: &str = "l.id, l.resource_type, l.resource_guid, l.holder, l.fencing_token, \
+pub const LEASE_COLUMNS: &str = "l.id, l.resource_type, l.resource_guid, l.holder, l.principal, l.fencing_token, \
      l.ttl_seconds, l.lock_delay_seconds, l.acquired_at, l.renewed_at, l.expires_at, l.ended_at, \
      l.end_reason";
 
@@ -62,6 +62,7 @@ pub fn lease_from_row(row: &PgRow) -> Result<Option<Lease>, StoreError> {
         id: LeaseId(id),
         resource: key_from_parts(&resource_type, guid)?,
         holder: row.try_get("holder").map_err(db_error)?,
+        principal: row.try_get("principal").map_err(db_error)?,
         fencing_token: FencingToken(unsigned(token, "fencing_token")?),
         ttl_seconds: u32::try_from(ttl)
             .map_err(|_| StoreError::Corrupt(format!("ttl_seconds is {ttl}")))?,

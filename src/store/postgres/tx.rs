@@ -237,6 +237,7 @@ impl ResourceTx for PgResourceTx {
     async fn grant(
         &mut self,
         holder: &Holder,
+        principal: Option<&str>,
         ttl: Ttl,
         lock_delay_seconds: u32,
     ) -> Result<Lease, StoreError> {
@@ -245,6 +246,7 @@ impl ResourceTx for PgResourceTx {
             id: LeaseId::new_random(),
             resource: self.state.key,
             holder: holder.as_str().to_owned(),
+            principal: principal.map(str::to_owned),
             fencing_token: FencingToken(self.state.fence + 1),
             ttl_seconds: ttl.seconds(),
             lock_delay_seconds,
@@ -256,8 +258,8 @@ impl ResourceTx for PgResourceTx {
         // The unique index on open leases backs up the lock: a second open lease cannot exist.
         sqlx::query(
             "INSERT INTO leases (id, resource_type, resource_guid, holder, fencing_token, \
-             ttl_seconds, acquired_at, renewed_at, expires_at, lock_delay_seconds) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
+             ttl_seconds, acquired_at, renewed_at, expires_at, lock_delay_seconds, principal) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)",
         )
         .bind(lease.id.0)
         .bind(lease.resource.resource_type.as_str())
@@ -268,6 +270,7 @@ impl ResourceTx for PgResourceTx {
         .bind(now)
         .bind(lease.expires_at)
         .bind(lock_delay_seconds as i32)
+        .bind(principal)
         .execute(self.conn())
         .await
         .map_err(db_error)?;
