@@ -193,7 +193,6 @@ mod tests {
                 false,
                 Err(Locked {
                     holder: "a".into(),
-                    principal: None,
                     expires_at: held.expires_at,
                 }),
             ),
