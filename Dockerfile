@@ -35,6 +35,8 @@ RUN find src crates -name '*.rs' -exec touch {} + \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/leasehold /src/target/release/ccsim /usr/local/bin/
 USER nonroot:nonroot
+# Listening beyond loopback, leasehold refuses to start without authentication: run it with
+# LEASEHOLD_AUTH=uaa (and LEASEHOLD_UAA_URL) or =tokens, or LEASEHOLD_INSECURE_NO_AUTH=true.
 ENV LEASEHOLD_LISTEN=0.0.0.0:8080
 EXPOSE 8080
 # Ready means the database answers and the schema is in place (/readyz). No shell or curl

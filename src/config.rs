@@ -50,6 +50,24 @@ pub enum CfAuth {
     Passthrough,
 }
 
+/// How callers authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Nobody: allowed only on loopback unless --insecure-no-auth.
+    None,
+    /// UAA-issued JWTs (RS256), verified against UAA's token keys.
+    Uaa,
+    /// Static bearer tokens from LEASEHOLD_AUTH_TOKENS_FILE.
+    Tokens,
+}
+
+/// Whether /metrics is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsAuth {
+    Open,
+    Token,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -64,9 +82,16 @@ pub struct Config {
     #[arg(long, env = "LEASEHOLD_LISTEN", global = true)]
     pub listen: Option<SocketAddr>,
 
-    /// PostgreSQL URL, e.g. postgres://user:pass@host/db.
+    /// The database: postgres://user:pass@host/db (or postgresql://) for PostgreSQL, which
+    /// several instances may share; sqlite:PATH for an embedded SQLite file. Unset: the
+    /// embedded SQLite database leasehold.db in --data-dir.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
+
+    /// Where the embedded SQLite database (leasehold.db, with its WAL and lock files) lives
+    /// when DATABASE_URL is unset; created if missing.
+    #[arg(long, env = "LEASEHOLD_DATA_DIR", default_value = ".", global = true)]
+    pub data_dir: std::path::PathBuf,
 
     /// Where metadata of record lives.
     #[arg(
@@ -117,6 +142,63 @@ pub struct Config {
         global = true
     )]
     pub cf_delete_wait_seconds: u64,
+
+    /// How callers authenticate: none (loopback only), uaa (UAA JWTs) or tokens (a file).
+    #[arg(
+        long,
+        env = "LEASEHOLD_AUTH",
+        value_enum,
+        default_value = "none",
+        global = true
+    )]
+    pub auth: AuthMode,
+
+    /// Allow `--auth none` on a non-loopback address (warned about at every start).
+    #[arg(long, env = "LEASEHOLD_INSECURE_NO_AUTH", global = true)]
+    pub insecure_no_auth: bool,
+
+    /// UAA's URL for `--auth uaa` (its /token_keys verify tokens); default: CC's root
+    /// document's `links.uaa` when CF_API_URL is set.
+    #[arg(long, env = "LEASEHOLD_UAA_URL", global = true)]
+    pub uaa_url: Option<String>,
+
+    /// Expected `iss` of UAA tokens [default: <uaa>/oauth/token].
+    #[arg(long, env = "LEASEHOLD_AUTH_ISSUER", global = true)]
+    pub auth_issuer: Option<String>,
+
+    /// Expected `aud` of UAA tokens.
+    #[arg(
+        long,
+        env = "LEASEHOLD_AUTH_AUDIENCE",
+        default_value = "leasehold",
+        global = true
+    )]
+    pub auth_audience: String,
+
+    /// The static tokens file for `--auth tokens` (reloaded on SIGHUP).
+    #[arg(long, env = "LEASEHOLD_AUTH_TOKENS_FILE", global = true)]
+    pub auth_tokens_file: Option<std::path::PathBuf>,
+
+    /// Serve only these resource types (comma-separated, e.g. routes,apps); default: all.
+    /// Others answer 403: with a service account, leasehold's CC credentials are every
+    /// caller's, so this bounds what callers can reach through it.
+    #[arg(
+        long,
+        env = "LEASEHOLD_RESOURCE_TYPES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub resource_types: Vec<String>,
+
+    /// Whether /metrics needs a token (with leasehold.read) when authentication is on.
+    #[arg(
+        long,
+        env = "LEASEHOLD_METRICS_AUTH",
+        value_enum,
+        default_value = "open",
+        global = true
+    )]
+    pub metrics_auth: MetricsAuth,
 
     /// Refuse writes that carry neither If-Match nor Fencing-Token (428).
     #[arg(long, env = "LEASEHOLD_REQUIRE_PRECONDITIONS", global = true)]
@@ -169,6 +251,12 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// On Cloud Foundry the embedded default would put one SQLite file on each instance's
+/// ephemeral disk: as many lease authorities as instances (split brain), all lost on restage.
+const NO_DATABASE_ON_CLOUD_FOUNDRY: &str = "on Cloud Foundry leasehold needs PostgreSQL: bind a \
+     PostgreSQL service or set DATABASE_URL (the embedded SQLite database would live on each \
+     instance's ephemeral disk, one per instance; DATABASE_URL=sqlite:… insists on it)";
+
 /// Where leasehold listens when neither `--listen` nor `PORT` says.
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
@@ -189,6 +277,9 @@ impl Config {
         {
             self.database_url = crate::platform::database_url_from_vcap_services(&vcap)
                 .map_err(|e| format!("VCAP_SERVICES: {e}"))?;
+        }
+        if self.database_url.is_none() && env("VCAP_APPLICATION").is_some() {
+            return Err(NO_DATABASE_ON_CLOUD_FOUNDRY.to_owned());
         }
         Ok(self)
     }
@@ -253,6 +344,20 @@ mod tests {
         .unwrap();
         assert_eq!(config.listen_addr().to_string(), "127.0.0.1:9000");
         assert_eq!(config.database_url.as_deref(), Some("postgres://x/y"));
+    }
+
+    #[test]
+    fn on_cloud_foundry_without_a_database_the_embedded_store_is_refused() {
+        let env = |k: &str| (k == "VCAP_APPLICATION").then(|| "{}".to_owned());
+        let error = parse(&[]).with_platform(env).unwrap_err();
+        assert!(error.contains("PostgreSQL"), "{error}");
+        let config = parse(&["--database-url", "sqlite:/home/vcap/leasehold.db"])
+            .with_platform(env)
+            .unwrap();
+        assert_eq!(
+            config.database_url.as_deref(),
+            Some("sqlite:/home/vcap/leasehold.db")
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 /// Building the service from a configuration and a bound listener; graceful shutdown.
 pub mod app;
+/// Who is calling: UAA JWTs or static tokens, and the scopes they grant.
+pub mod auth;
 /// The operator CLI: `leases` and `resource` subcommands and `probe`, over HTTP.
 pub mod cli;
 /// Flags and environment variables.

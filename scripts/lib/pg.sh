@@ -101,10 +101,13 @@ MSG
 
     # fsync/full_page_writes off is for speed only; synchronous_commit stays on,
     # so a killed *postgres* process loses nothing it acknowledged (only an OS crash would).
+    # PG_FSYNC=on (scripts/bench) turns both on, for production-like durability costs.
+    local durability="-c fsync=off -c full_page_writes=off"
+    if [ "${PG_FSYNC:-off}" = on ]; then durability="-c fsync=on -c full_page_writes=on"; fi
     local port opts _
     for _ in 1 2 3 4 5; do
         port=$(_pg_free_port) || { pg_stop; return 1; }
-        opts="-h 127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=128MB"
+        opts="-h 127.0.0.1 -p $port -k $dir $durability -c max_connections=400 -c shared_buffers=128MB"
 
         # Wrapper so tests can stop/start/restart the same cluster (as the right user,
         # same options): "$LEASEHOLD_TEST_PG_CTL" restart

@@ -50,7 +50,7 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(base: &str) -> Result<Self, CliError> {
+    pub fn new(base: &str, token: Option<&str>) -> Result<Self, CliError> {
         let bad = |reason: String| CliError::BadUrl {
             url: base.to_owned(),
             reason,
@@ -59,7 +59,15 @@ impl Api {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
             return Err(bad("expected e.g. http://127.0.0.1:8080".into()));
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let value = format!("bearer {token}").parse().map_err(|_| {
+                CliError::Unexpected("the token is not a valid header value".into())
+            })?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("leasehold-cli/", env!("CARGO_PKG_VERSION")))
@@ -230,7 +238,7 @@ mod tests {
 
     #[test]
     fn path_segments_are_appended_under_the_base_path_and_percent_encoded() {
-        let api = Api::new("http://example.org/lh/").expect("a base URL");
+        let api = Api::new("http://example.org/lh/", None).expect("a base URL");
         let url = api.url(&["v1", "leases", "a/b c"], &[("holder", "x&y".into())]);
         assert_eq!(
             url.as_str(),
@@ -245,11 +253,11 @@ mod tests {
     #[test]
     fn a_url_that_is_not_http_is_refused() {
         assert!(matches!(
-            Api::new("mailto:ops@example.org"),
+            Api::new("mailto:ops@example.org", None),
             Err(CliError::BadUrl { .. })
         ));
         assert!(matches!(
-            Api::new("127.0.0.1:8080"),
+            Api::new("127.0.0.1:8080", None),
             Err(CliError::BadUrl { .. })
         ));
     }

@@ -32,6 +32,10 @@ pub struct ClientOptions {
     )]
     pub url: String,
 
+    /// Bearer token when the server authenticates (a UAA token, or a static token).
+    #[arg(long, env = "LEASEHOLD_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+
     /// Print the server's JSON (pretty) instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -141,7 +145,7 @@ pub enum Operation {
 /// Runs one client subcommand: its output on stdout, an error on stderr with exit code 1.
 pub async fn run(options: &ClientOptions, operation: Operation) -> ExitCode {
     let outcome = async {
-        let api = client::Api::new(&options.url)?;
+        let api = client::Api::new(&options.url, options.token.as_deref())?;
         match operation {
             Operation::Leases(command) => leases::run(&api, options.json, command).await,
             Operation::Resource(command) => resources::run(&api, options.json, command).await,

@@ -139,7 +139,7 @@ impl Coordinator {
         }
         let now = state.now;
         if let Some(lease) = state.lease.clone() {
-            if lease.holder != request.holder.as_str() {
+            if lease.holder != request.holder.as_str() || lease.principal != request.principal {
                 return Ok(Attempt::Busy {
                     clears_at: Some(lease.expires_at),
                     error: CoordinatorError::LeaseHeld {

@@ -42,6 +42,9 @@ pub enum CoordinatorError {
         until: DateTime<Utc>,
         retry_after: u64,
     },
+    /// 403 `not-lease-holder`: the lease was taken by another principal.
+    #[error("the lease belongs to another principal")]
+    NotLeaseHolder,
     /// 404 `no-active-lease`.
     #[error("the resource has no active lease")]
     NoActiveLease,
@@ -137,8 +140,13 @@ impl Coordinator {
 
     /// Extends an active lease to now + `ttl` (default: its own TTL).
     #[tracing::instrument(skip_all, fields(lease.id = %id))]
-    pub async fn renew(&self, id: LeaseId, ttl: Option<Ttl>) -> Result<Lease, CoordinatorError> {
-        let (mut tx, lease) = self.lock_lease(id).await?;
+    pub async fn renew(
+        &self,
+        id: LeaseId,
+        ttl: Option<Ttl>,
+        caller: &Caller,
+    ) -> Result<Lease, CoordinatorError> {
+        let (mut tx, lease) = self.lock_lease(id, caller).await?;
         let ttl = ttl.unwrap_or_else(|| own_ttl(&lease));
         let renewed = tx.renew(&lease, ttl).await?;
         tx.commit().await?;
@@ -147,8 +155,8 @@ impl Coordinator {
 
     /// Ends an active lease at once as revoked (operators); its lock-delay starts.
     #[tracing::instrument(skip_all, fields(lease.id = %id))]
-    pub async fn revoke(&self, id: LeaseId) -> Result<Lease, CoordinatorError> {
-        let (mut tx, lease) = self.lock_lease(id).await?;
+    pub async fn revoke(&self, id: LeaseId, caller: &Caller) -> Result<Lease, CoordinatorError> {
+        let (mut tx, lease) = self.lock_lease(id, caller).await?;
         let revoked = tx.end(&lease, LeaseEnd::Revoked).await?;
         tx.commit().await?;
         tracing::info!(holder = %revoked.holder, token = revoked.fencing_token.0, "lease revoked");
@@ -157,23 +165,28 @@ impl Coordinator {
 
     /// Ends an active lease as released.
     #[tracing::instrument(skip_all, fields(lease.id = %id))]
-    pub async fn release(&self, id: LeaseId) -> Result<Lease, CoordinatorError> {
-        let (mut tx, lease) = self.lock_lease(id).await?;
+    pub async fn release(&self, id: LeaseId, caller: &Caller) -> Result<Lease, CoordinatorError> {
+        let (mut tx, lease) = self.lock_lease(id, caller).await?;
         let released = tx.end(&lease, LeaseEnd::Released).await?;
         tx.commit().await?;
         Ok(released)
     }
 
-    /// Locks the lease's resource and returns the lease if it is still active.
+    /// Locks the lease's resource and returns the lease if it is still active and the
+    /// caller may act on it (its principal, or an admin).
     async fn lock_lease(
         &self,
         id: LeaseId,
+        caller: &Caller,
     ) -> Result<(Box<dyn ResourceTx>, Lease), CoordinatorError> {
         let (lease, _) = self
             .store
             .read_lease(id)
             .await?
             .ok_or(CoordinatorError::LeaseNotFound)?;
+        if !caller.authz.may_act_for(lease.principal.as_deref()) {
+            return Err(CoordinatorError::NotLeaseHolder);
+        }
         let mut tx = self.store.lock_resource(lease.resource).await?;
         // Read again under the lock: the lease may have ended meanwhile (the lock recorded
         // its expiry if its time ran out).
@@ -215,7 +228,7 @@ impl Coordinator {
         if !errors.is_empty() {
             return refuse(tx, CoordinatorError::InvalidMetadata(errors)).await;
         }
-        let actor = actor(state);
+        let actor = actor(state, caller);
         let upstream = match &self.upstream {
             None => {
                 tx.write_metadata(after, &change, &actor, None).await?;
@@ -273,7 +286,7 @@ impl Coordinator {
             ),
         };
         let lease = tx.state().lease.clone();
-        tx.delete(&actor(tx.state()), detail).await?;
+        tx.delete(&actor(tx.state(), caller), detail).await?;
         if let Some(lease) = lease {
             tx.end(&lease, LeaseEnd::Released).await?;
         }
@@ -291,6 +304,12 @@ impl Coordinator {
         caller: &Caller,
     ) -> Result<Option<UpstreamResource>, CoordinatorError> {
         write_rule::check_access(current(tx.state()), pre).map_err(CoordinatorError::Refused)?;
+        // The token is the active lease's: it must be presented by the lease's principal.
+        if let (Some(_), Some(lease)) = (pre.fencing_token, &tx.state().lease)
+            && !caller.authz.may_act_for(lease.principal.as_deref())
+        {
+            return Err(CoordinatorError::NotLeaseHolder);
+        }
         let seen = match &self.upstream {
             None => None,
             Some(upstream) => {
@@ -401,8 +420,17 @@ impl Coordinator {
             .ok_or(CoordinatorError::LeaseNotFound)
     }
 
-    pub async fn list_leases(&self, query: &LeaseQuery) -> Result<LeasePage, CoordinatorError> {
-        Ok(self.store.list_leases(query).await?)
+    /// The operator listing; a caller who is not an admin sees only its own leases.
+    pub async fn list_leases(
+        &self,
+        query: &LeaseQuery,
+        caller: &Caller,
+    ) -> Result<LeasePage, CoordinatorError> {
+        let mut query = query.clone();
+        if !caller.authz.admin && caller.authz.principal.is_some() {
+            query.principal = caller.authz.principal.clone();
+        }
+        Ok(self.store.list_leases(&query).await?)
     }
 
     /// History newest first. An expiry nobody has noticed yet is recorded first, so history
@@ -434,13 +462,16 @@ fn own_ttl(lease: &Lease) -> Ttl {
     Ttl::from_seconds(u64::from(lease.ttl_seconds)).unwrap_or(Ttl::DEFAULT)
 }
 
-/// The holder acting under the active lease, or nobody known for an `If-Match`-only write.
-fn actor(state: &ResourceState) -> Actor {
-    state
-        .lease
-        .as_ref()
-        .map(Actor::holder_of)
-        .unwrap_or_default()
+/// The holder acting under the active lease, or else the caller's principal (nobody known
+/// for an `If-Match`-only write without authentication).
+fn actor(state: &ResourceState, caller: &Caller) -> Actor {
+    match &state.lease {
+        Some(lease) => Actor::holder_of(lease),
+        None => Actor {
+            name: caller.authz.principal.clone(),
+            lease: None,
+        },
+    }
 }
 
 /// Ends a critical section that changes nothing the caller asked for, keeping what the lock

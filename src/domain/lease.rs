@@ -183,6 +183,12 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// Who acts under this lease, for history: its principal with authentication, else
+    /// its holder label.
+    pub fn actor(&self) -> &str {
+        self.principal.as_deref().unwrap_or(&self.holder)
+    }
+
     /// The lease's state at `now`: an open lease whose time ran out is expired, at `expires_at`.
     pub fn state_at(&self, now: DateTime<Utc>) -> LeaseState {
         match self.ended_at(now) {

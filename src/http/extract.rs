@@ -139,8 +139,9 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<String>,
 }
 
 /// Who the request is for, as far as the upstream needs it (its `Authorization` header).
-pub fn caller(headers: &HeaderMap) -> Caller {
+pub fn caller(headers: &HeaderMap, authz: crate::auth::Authz) -> Caller {
     Caller {
+        authz,
         authorization: headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())

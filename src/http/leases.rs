@@ -1,10 +1,10 @@
 //! Lease routes: acquire, read, renew, release, and the operator listing.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
@@ -14,10 +14,12 @@ use utoipa_axum::routes;
 
 use std::time::Duration;
 
+use crate::auth::Authz;
 use crate::coordinator::{AcquireRequest, Acquired};
 use crate::domain::lease::{Holder, LeaseId, MAX_HOLDER_CHARS, MAX_LOCK_DELAY, MAX_WAIT, Ttl};
 use crate::domain::resource::parse_guid;
 use crate::store::{LeaseQuery, StateFilter};
+use crate::upstream::Caller;
 
 use super::AppState;
 use super::extract::{self, JsonBytes};
@@ -38,6 +40,14 @@ fn ttl(seconds: Option<u64>) -> Result<Option<Ttl>, Problem> {
         .map(Ttl::from_seconds)
         .transpose()
         .map_err(Problem::invalid_request)
+}
+
+/// The caller of a lease operation (no upstream call needs its credentials).
+fn as_caller(authz: Authz) -> Caller {
+    Caller {
+        authorization: None,
+        authz,
+    }
 }
 
 /// A whole number of seconds within 0..=`max`.
@@ -80,6 +90,7 @@ fn seconds_within(name: &str, value: Option<u64>, max: Duration) -> Result<u64, 
 )]
 async fn acquire(
     State(state): State<AppState>,
+    Extension(authz): Extension<Authz>,
     Path((resource_type, guid)): Path<(String, String)>,
     body: JsonBytes,
 ) -> Result<Response, Problem> {
@@ -98,7 +109,7 @@ async fn acquire(
             input.lock_delay_seconds,
             MAX_LOCK_DELAY,
         )? as u32,
-        principal: None,
+        principal: authz.principal,
     };
     match state.coordinator.acquire(key, request).await? {
         Acquired::Granted(lease) => {
@@ -182,13 +193,14 @@ async fn get_lease(
 )]
 async fn renew(
     State(state): State<AppState>,
+    Extension(authz): Extension<Authz>,
     Path(id): Path<String>,
     body: JsonBytes,
 ) -> Result<Json<LeaseOut>, Problem> {
     let id = extract::lease_id(&id)?;
     let input: RenewIn = body.parse_or_default()?;
     let ttl = ttl(input.ttl_seconds)?;
-    let lease = state.coordinator.renew(id, ttl).await?;
+    let lease = state.coordinator.renew(id, ttl, &as_caller(authz)).await?;
     let now = lease.renewed_at;
     Ok(Json(LeaseOut::at(lease, now)))
 }
@@ -211,12 +223,13 @@ async fn renew(
 )]
 async fn revoke(
     State(state): State<AppState>,
+    Extension(authz): Extension<Authz>,
     Path(id): Path<String>,
     body: JsonBytes,
 ) -> Result<Json<LeaseOut>, Problem> {
     let id = extract::lease_id(&id)?;
     body.none()?;
-    let lease = state.coordinator.revoke(id).await?;
+    let lease = state.coordinator.revoke(id, &as_caller(authz)).await?;
     let now = lease.ended.map_or(lease.renewed_at, |(_, at)| at);
     Ok(Json(LeaseOut::at(lease, now)))
 }
@@ -236,12 +249,13 @@ async fn revoke(
 )]
 async fn release(
     State(state): State<AppState>,
+    Extension(authz): Extension<Authz>,
     Path(id): Path<String>,
     body: JsonBytes,
 ) -> Result<StatusCode, Problem> {
     let id = extract::lease_id(&id)?;
     body.none()?;
-    state.coordinator.release(id).await?;
+    state.coordinator.release(id, &as_caller(authz)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -311,6 +325,7 @@ fn decode_lease_cursor(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, L
 )]
 async fn list_leases(
     State(state): State<AppState>,
+    Extension(authz): Extension<Authz>,
     uri: Uri,
 ) -> Result<Json<LeaseListOut>, Problem> {
     let q: LeaseListQuery = extract::query(&uri)?;
@@ -351,11 +366,15 @@ async fn list_leases(
         resource_type,
         guid,
         holder: q.holder,
+        principal: None,
         state: state_filter,
         limit: page_limit(q.limit)?,
         after: q.cursor.as_deref().map(decode_lease_cursor).transpose()?,
     };
-    let page = state.coordinator.list_leases(&query).await?;
+    let page = state
+        .coordinator
+        .list_leases(&query, &as_caller(authz))
+        .await?;
     let next_cursor = page
         .has_more
         .then(|| {

@@ -31,7 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The process is up (no I/O).
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "Up")))]
 async fn healthz() -> StatusCode {
     StatusCode::OK
 }
@@ -40,6 +40,7 @@ async fn healthz() -> StatusCode {
 #[utoipa::path(
     get,
     path = "/readyz",
+    security(()),
     tag = "operations",
     responses(
         (status = 200, body = ReadyOut),
@@ -108,6 +109,7 @@ async fn info(State(state): State<AppState>) -> Json<InfoOut> {
             "local"
         },
         store: state.coordinator.store().kind(),
+        auth: state.auth.mode(),
         limits: LimitsOut {
             metadata: rules.limits,
             ttl_seconds: RangeOut {
@@ -139,6 +141,7 @@ async fn info(State(state): State<AppState>) -> Json<InfoOut> {
 #[utoipa::path(
     get,
     path = "/metrics",
+    security((), ("uaa" = ["leasehold.read"]), ("static_token" = [])),
     tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain; version=0.0.4"))
 )]

@@ -57,7 +57,7 @@ impl Problem {
         self
     }
 
-    fn header(mut self, name: axum::http::HeaderName, value: String) -> Self {
+    pub(crate) fn header(mut self, name: axum::http::HeaderName, value: String) -> Self {
         if let Ok(value) = HeaderValue::from_str(&value) {
             self.0.headers.insert(name, value);
         }
@@ -282,6 +282,12 @@ impl From<CoordinatorError> for Problem {
             )
             .with("until", timestamp(&until))
             .header(RETRY_AFTER, retry_after.to_string()),
+            CoordinatorError::NotLeaseHolder => Self::new(
+                StatusCode::FORBIDDEN,
+                "not-lease-holder",
+                "Not the lease holder",
+                "the lease was taken by another principal; only it (or an admin) may renew, release, revoke or write with its fencing token",
+            ),
             CoordinatorError::NoActiveLease => Self::new(
                 StatusCode::NOT_FOUND,
                 "no-active-lease",

@@ -1,11 +1,11 @@
 //! Resource routes: read (with ETag), metadata PATCH and conditional DELETE under the write
 //! rule, and history.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header::ETAG;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::Authz;
 use crate::coordinator::{Deleted, Resource};
 use crate::domain::etag::etag;
 use crate::domain::metadata::{MetadataPatch, PatchError};
@@ -65,6 +66,7 @@ fn with_etag(status: StatusCode, resource: Resource) -> Response {
 )]
 async fn get_resource(
     State(state): State<AppState>,
+    Extension(authz): Extension<Authz>,
     Path((resource_type, guid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
@@ -72,7 +74,7 @@ async fn get_resource(
     let if_none_match = extract::if_none_match(&headers)?;
     let resource = state
         .coordinator
-        .resource(key, &extract::caller(&headers))
+        .resource(key, &extract::caller(&headers, authz.clone()))
         .await?;
     if if_none_match
         .is_some_and(|tags| tags.matches_weakly(resource.state.version, resource.state.version > 0))
@@ -117,6 +119,7 @@ async fn get_resource(
 )]
 async fn patch_metadata(
     State(state): State<AppState>,
+    Extension(authz): Extension<Authz>,
     Path((resource_type, guid)): Path<(String, String)>,
     headers: HeaderMap,
     body: JsonBytes,
@@ -137,7 +140,7 @@ async fn patch_metadata(
     })?;
     let resource = state
         .coordinator
-        .patch_metadata(key, &patch, &pre, &extract::caller(&headers))
+        .patch_metadata(key, &patch, &pre, &extract::caller(&headers, authz.clone()))
         .await?;
     Ok(with_etag(StatusCode::OK, resource))
 }
@@ -171,6 +174,7 @@ async fn patch_metadata(
 )]
 async fn delete_resource(
     State(state): State<AppState>,
+    Extension(authz): Extension<Authz>,
     Path((resource_type, guid)): Path<(String, String)>,
     headers: HeaderMap,
     body: JsonBytes,
@@ -180,7 +184,7 @@ async fn delete_resource(
     let pre = extract::preconditions(&headers, input.expect)?;
     match state
         .coordinator
-        .delete_resource(key, &pre, &extract::caller(&headers))
+        .delete_resource(key, &pre, &extract::caller(&headers, authz.clone()))
         .await?
     {
         Deleted::Done => Ok(StatusCode::NO_CONTENT.into_response()),

@@ -126,6 +126,9 @@ pub struct LeaseOut {
     pub id: uuid::Uuid,
     pub resource: ResourceRefOut,
     pub holder: String,
+    /// The authenticated principal that took the lease (absent without authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
     /// Strictly increases with every grant on the resource; send it as `Fencing-Token`.
     pub fencing_token: u64,
     pub state: LeaseState,
@@ -153,6 +156,7 @@ impl LeaseOut {
             id: lease.id.0,
             resource: lease.resource.into(),
             holder: lease.holder,
+            principal: lease.principal,
             fencing_token: lease.fencing_token.0,
             state: ended.map_or(LeaseState::Active, |(how, _)| how.state()),
             ttl_seconds: lease.ttl_seconds,
@@ -278,8 +282,10 @@ pub struct InfoOut {
     pub version: &'static str,
     /// `local` or `cloud-controller`.
     pub upstream: &'static str,
-    /// `postgres`.
+    /// `postgres` or `sqlite`.
     pub store: &'static str,
+    /// How callers authenticate: `none`, `uaa` or `tokens`.
+    pub auth: &'static str,
     pub limits: LimitsOut,
 }
 

@@ -2,9 +2,12 @@
 //! sees it; the coordinator drives it through two narrow traits so a second backend slots in:
 //! [`Store`] for reads and for opening a resource's critical section, [`ResourceTx`] for
 //! everything done inside it. Every write happens inside a `ResourceTx`, which holds the
-//! resource's lock until it commits or is dropped (a drop rolls back).
+//! resource's lock until it commits or is dropped (a drop rolls back). Two implementations
+//! with the same behaviour: [`postgres`] (any number of instances share one database) and
+//! [`sqlite`] (embedded, one process per database file).
 
 pub mod postgres;
+pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -67,10 +70,10 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// The holder of `lease`, acting under it.
+    /// The holder of `lease` (its principal, with authentication), acting under it.
     pub fn holder_of(lease: &Lease) -> Self {
         Self {
-            name: Some(lease.holder.clone()),
+            name: Some(lease.actor().to_owned()),
             lease: Some((lease.id, lease.fencing_token)),
         }
     }
@@ -156,6 +159,8 @@ pub struct LeaseQuery {
     pub resource_type: Option<ResourceType>,
     pub guid: Option<Uuid>,
     pub holder: Option<String>,
+    /// Only leases taken by this principal (non-admin callers see only their own).
+    pub principal: Option<String>,
     pub state: StateFilter,
     pub limit: u32,
     /// Keyset: only leases strictly after this one in (acquired_at, id) descending order.

@@ -20,6 +20,8 @@ use crate::domain::resource::ResourceKey;
 pub struct Caller {
     /// The caller's `Authorization` header, as sent.
     pub authorization: Option<String>,
+    /// Who the caller is to leasehold (nobody known without authentication).
+    pub authz: crate::auth::Authz,
 }
 
 /// A resource as the upstream has it.

@@ -13,18 +13,25 @@ use crate::helpers::*;
 /// Runs `leasehold --url <app> <args>` and waits for it (without blocking the runtime the
 /// app is served on).
 async fn leasehold(app: &TestApp, args: &[&str]) -> Output {
-    leasehold_at(&format!("http://{}", app.addr), args).await
+    run_cli(&format!("http://{}", app.addr), args, app.token.as_deref()).await
 }
 
 async fn leasehold_at(url: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_leasehold"))
+    run_cli(url, args, None).await
+}
+
+async fn run_cli(url: &str, args: &[&str], token: Option<&str>) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_leasehold"));
+    command
         .arg("--url")
         .arg(url)
         .args(args)
         .env_remove("LEASEHOLD_URL")
-        .output()
-        .await
-        .expect("run the leasehold binary")
+        .env_remove("LEASEHOLD_TOKEN");
+    if let Some(token) = token {
+        command.env("LEASEHOLD_TOKEN", token);
+    }
+    command.output().await.expect("run the leasehold binary")
 }
 
 fn stdout(output: &Output) -> String {
@@ -431,6 +438,7 @@ async fn the_url_comes_from_leasehold_url_when_no_flag_is_given() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_leasehold"))
         .args(["leases", "list"])
         .env("LEASEHOLD_URL", format!("http://{}", app.addr))
+        .env("LEASEHOLD_TOKEN", app.token.clone().unwrap_or_default())
         .output()
         .await
         .expect("run the leasehold binary");

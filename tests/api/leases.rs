@@ -57,7 +57,7 @@ async fn a_new_lease_is_granted_with_201_a_location_and_the_full_lease_body() {
     let history = app.history(&res).await;
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0]["event"], "lease-granted");
-    assert_eq!(history[0]["actor"], "orders-svc/instance-3");
+    assert_eq!(history[0]["actor"], db.actor(Some("orders-svc/instance-3")));
     assert_eq!(history[0]["lease_id"], id.as_str());
     assert_eq!(history[0]["fencing_token"], 1);
     assert_eq!(history[0]["at"], lease["acquired_at"]);
@@ -144,7 +144,7 @@ async fn the_same_holder_reacquiring_renews_the_same_lease_with_200() {
     );
     assert_eq!(history[0]["lease_id"], first["id"]);
     assert_eq!(history[0]["fencing_token"], 1);
-    assert_eq!(history[0]["actor"], "svc/1");
+    assert_eq!(history[0]["actor"], db.actor(Some("svc/1")));
     let (body, _) = app.resource(&res).await;
     assert_eq!(body["fence"], 1, "a renewal issues no token");
 }
@@ -480,7 +480,7 @@ async fn an_expired_lease_lets_another_holder_in_with_the_next_token_and_history
     );
     assert_eq!(expiry["lease_id"], old_id.as_str());
     assert_eq!(expiry["fencing_token"], token_of(&old));
-    assert_eq!(expiry["actor"], "svc/1");
+    assert_eq!(expiry["actor"], db.actor(Some("svc/1")));
     assert_eq!(history[0]["fencing_token"], token_of(&new));
 
     // The old holder's write is fenced off.
@@ -558,7 +558,7 @@ async fn concurrent_acquires_grant_exactly_one_lease() {
     let res = Res::route();
     let mut tasks = Vec::new();
     for i in 0..12 {
-        let client = reqwest::Client::new();
+        let client = db.client_builder().await.build().unwrap();
         let app_url = if i % 2 == 0 {
             a.url(&res.lease_path())
         } else {
@@ -840,6 +840,11 @@ fn assert_lease_shape(lease: &Value) {
     ]
     .into_iter()
     .collect();
+    // With authentication a lease also names the principal that took it.
+    let mut keys = keys;
+    if auth_mode() && keys.remove("principal") {
+        assert!(lease["principal"].is_string(), "{lease}");
+    }
     assert_eq!(keys, expected, "lease members: {lease}");
     let id = lease["id"].as_str().expect("id is a string");
     assert_eq!(id, id.to_lowercase());

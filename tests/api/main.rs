@@ -9,9 +9,11 @@ mod leases;
 mod ops;
 mod resources;
 
+mod auth;
 mod cli;
 mod cloud_controller;
 mod concurrency;
 mod crash;
+mod embedded;
 mod metrics;
 mod waiting;

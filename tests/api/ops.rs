@@ -78,7 +78,7 @@ async fn info_names_version_upstream_store_and_the_limits_in_force() {
         "local"
     };
     assert_eq!(info["upstream"], mode);
-    assert_eq!(info["store"], "postgres");
+    assert_eq!(info["store"], store_kind());
     let limits = &info["limits"];
     assert_eq!(
         limits["metadata"],

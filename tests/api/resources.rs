@@ -508,7 +508,6 @@ async fn an_unmet_expectation_is_412_expectation_failed_with_the_mismatches() {
 async fn preconditions_are_required_only_when_the_server_says_so() {
     let db = TestDb::new().await;
     let strict = spawn_app_with(&db, &["--require-preconditions"]).await;
-    let lax = spawn_app(&db).await;
     let res = Res::route();
 
     let r = strict.set_labels(&res, json!({"a": "1"}), None, None).await;
@@ -553,10 +552,13 @@ async fn preconditions_are_required_only_when_the_server_says_so() {
     assert_eq!(r.status(), StatusCode::OK, "Fencing-Token satisfies it");
     strict.release(&id_of(&lease)).await;
 
-    // The same database served without the flag takes plain writes.
+    // The same database served without the flag takes plain writes (on SQLite, spawning
+    // another configuration replaces the instance: one file serves one instance).
+    let lax = spawn_app(&db).await;
     let r = lax.set_labels(&res, json!({"a": "3"}), None, None).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["etag"], "\"3\"");
+    let strict = spawn_app_with(&db, &["--require-preconditions"]).await;
     let r = strict.delete_resource(&res, None, None, None).await;
     assert_problem(r, 428, "precondition-required").await;
     let r = strict
@@ -631,6 +633,7 @@ async fn cloud_controllers_label_limit_applies_only_when_the_count_grows_past_it
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
+    let limited = spawn_app_with(&db, &["--max-labels", "2"]).await;
     let r = limited
         .set_labels(&over, json!({"a": "2"}), None, None)
         .await;
@@ -802,7 +805,7 @@ async fn a_deleted_resource_answers_410_everywhere_but_its_history() {
         .collect();
     assert_eq!(events, ["deleted", "metadata-changed"]);
     assert_eq!(history[0]["version"], 2, "a delete bumps the version");
-    assert_eq!(history[0]["actor"], Value::Null);
+    assert_eq!(history[0]["actor"], db.actor(None));
     // Form is checked before the critical section: invalid metadata is 422 even now.
     let r = app.set_labels(&res, json!({"a b": "1"}), None, None).await;
     assert_problem(r, 422, "invalid-metadata").await;
@@ -865,7 +868,7 @@ async fn deleting_a_leased_resource_with_its_token_ends_the_lease_as_released() 
         .iter()
         .find(|e| e["event"] == "deleted")
         .expect("deleted entry");
-    assert_eq!(deleted["actor"], "janitor/1");
+    assert_eq!(deleted["actor"], db.actor(Some("janitor/1")));
     assert_eq!(deleted["lease_id"], id.as_str());
     assert_eq!(deleted["fencing_token"], token);
     assert_eq!(deleted["version"], 2);
@@ -1031,8 +1034,8 @@ async fn history_lists_entries_newest_first_with_metadata_change_details() {
     );
     assert_eq!(
         first["actor"],
-        Value::Null,
-        "an If-Match-only write names nobody"
+        db.actor(None),
+        "an If-Match-only write names nobody (but its principal, with authentication)"
     );
     assert_eq!(first["lease_id"], Value::Null);
     assert_eq!(first["fencing_token"], Value::Null);
@@ -1045,7 +1048,7 @@ async fn history_lists_entries_newest_first_with_metadata_change_details() {
             "annotations": {"n": {"from": "note", "to": null}}
         })
     );
-    assert_eq!(under_lease["actor"], "orders-svc/1");
+    assert_eq!(under_lease["actor"], db.actor(Some("orders-svc/1")));
     assert_eq!(under_lease["lease_id"], lease["id"]);
     assert_eq!(under_lease["fencing_token"], token_of(&lease));
     assert_eq!(history[2]["at"], lease["acquired_at"]);

@@ -11,14 +11,7 @@ use crate::helpers::*;
 
 /// Live waiters queued for a resource, straight from the database.
 async fn queued(db: &TestDb, res: &Res) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM waiters WHERE resource_type = $1 AND resource_guid = $2::uuid",
-    )
-    .bind(&res.resource_type)
-    .bind(&res.guid)
-    .fetch_one(&mut db.connect().await)
-    .await
-    .expect("count waiters")
+    db.queued_waiters(res).await
 }
 
 async fn wait_until_queued(db: &TestDb, res: &Res, n: i64) {
@@ -101,7 +94,9 @@ async fn a_waiter_whose_client_disconnects_leaves_the_queue_and_does_not_block_i
     let held = apps[0].grant(&res, "holder", Some(30)).await;
 
     // A client that gives up after 300 ms, while its waiter would wait 30 s.
-    let impatient = reqwest::Client::builder()
+    let impatient = db
+        .client_builder()
+        .await
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
@@ -161,23 +156,7 @@ async fn an_acquire_finding_the_lease_free_while_others_wait_joins_the_queue_or_
     let res = Res::route();
     // Create the resource row, then queue a waiter of a live instance that never acts.
     app.grant(&res, "setup", Some(1)).await;
-    let mut conn = db.connect().await;
-    sqlx::query("INSERT INTO instances (id, started_at, alive_until) VALUES ($1, now(), now() + interval '1 hour')")
-        .bind(uuid::Uuid::nil())
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO waiters (id, resource_type, resource_guid, holder, instance_id, deadline) \
-         VALUES ($1, $2, $3::uuid, 'ghost', $4, now() + interval '2 seconds')",
-    )
-    .bind(uuid::Uuid::new_v4())
-    .bind(&res.resource_type)
-    .bind(&res.guid)
-    .bind(uuid::Uuid::nil())
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    db.queue_ghost_waiter(&res).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let r = app.acquire(&res, "newcomer", None).await;
@@ -311,13 +290,7 @@ async fn the_sweep_records_expired_leases_without_any_request_touching_them() {
     let mut recorded = None;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        recorded = sqlx::query_scalar::<_, Option<String>>(
-            "SELECT end_reason FROM leases WHERE id = $1::uuid",
-        )
-        .bind(id_of(&lease))
-        .fetch_one(&mut db.connect().await)
-        .await
-        .unwrap();
+        recorded = db.lease_end_reason(&id_of(&lease)).await;
         if recorded.is_some() {
             break;
         }
@@ -327,12 +300,5 @@ async fn the_sweep_records_expired_leases_without_any_request_touching_them() {
         Some("expired"),
         "the sweep recorded the expiry"
     );
-    let count: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM history WHERE resource_guid = $1::uuid AND event = 'lease-expired'",
-    )
-    .bind(&res.guid)
-    .fetch_one(&mut db.connect().await)
-    .await
-    .unwrap();
-    assert_eq!(count, 1);
+    assert_eq!(db.history_count(&res, "lease-expired").await, 1);
 }

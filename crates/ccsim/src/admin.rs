@@ -219,3 +219,36 @@ pub async fn delete_faults(State(app): Shared) -> StatusCode {
     *lock(&app.faults) = Faults::default();
     StatusCode::NO_CONTENT
 }
+
+/// `POST /admin/uaa/rotate-key`: sign with the other key from now on and publish only it
+/// (tokens signed with the old key stop verifying).
+pub async fn rotate_key(State(app): Shared) -> Json<Value> {
+    let mut tokens = lock(&app.tokens);
+    tokens.rotate_key();
+    Json(json!({ "kid": tokens.active_kid() }))
+}
+
+/// `POST /admin/uaa/sign` `{"claims": {...}, "kid"?: "..."}`: a JWT signed RS256 with the
+/// active key, with the given claims as they are — for tests that forge expired,
+/// not-yet-valid, wrong-issuer or wrong-audience tokens. `iss` defaults to this UAA's.
+pub async fn sign(State(app): Shared, body: Bytes) -> Result<Json<Value>, CcError> {
+    let value = parse_json(&body)?;
+    let mut claims = value
+        .get("claims")
+        .cloned()
+        .filter(Value::is_object)
+        .ok_or_else(|| bad_request("claims must be an object".to_string()))?;
+    let tokens = lock(&app.tokens);
+    if claims.get("iss").is_none() {
+        claims["iss"] = json!(tokens.issuer());
+    }
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(
+        value
+            .get("kid")
+            .and_then(Value::as_str)
+            .unwrap_or(tokens.active_kid())
+            .to_owned(),
+    );
+    Ok(Json(json!({ "token": tokens.sign(header, &claims) })))
+}

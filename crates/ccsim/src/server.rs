@@ -50,6 +50,9 @@ pub fn router(app: Arc<AppState>) -> Router {
                 .fallback(unknown),
         )
         .route("/uaa/oauth/token", post(uaa::token).fallback(unknown))
+        .route("/uaa/token_keys", get(uaa::token_keys).fallback(unknown))
+        .route("/admin/uaa/rotate-key", post(admin::rotate_key))
+        .route("/admin/uaa/sign", post(admin::sign))
         .route("/admin/resources", post(admin::post_resource))
         .route(
             "/admin/resources/{type}/{guid}",
@@ -356,6 +359,63 @@ impl Sim {
         self.admin(Method::DELETE, "/admin/requests", None)
             .await
             .map(drop)
+    }
+
+    /// A token for `client` from this UAA (client credentials).
+    pub async fn token(&self, client: &str, secret: &str) -> Result<String, Error> {
+        let credentials = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{client}:{secret}"),
+        );
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/uaa/oauth/token")
+            .header(header::AUTHORIZATION, format!("Basic {credentials}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("grant_type=client_credentials"))
+            .map_err(|e| Error::Admin {
+                status: 0,
+                body: Value::String(e.to_string()),
+            })?;
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|e| Error::Admin {
+                status: 0,
+                body: Value::String(e.to_string()),
+            })?;
+        let status = response.status().as_u16();
+        let bytes = to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        body.get("access_token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or(Error::Admin { status, body })
+    }
+
+    /// `POST /admin/uaa/rotate-key`.
+    pub async fn rotate_key(&self) -> Result<Value, Error> {
+        self.admin(Method::POST, "/admin/uaa/rotate-key", None)
+            .await
+    }
+
+    /// `POST /admin/uaa/sign`: `claims` signed RS256 with the active key.
+    pub async fn sign(&self, claims: Value) -> Result<String, Error> {
+        let body = self
+            .admin(
+                Method::POST,
+                "/admin/uaa/sign",
+                Some(&serde_json::json!({"claims": claims})),
+            )
+            .await?;
+        body.get("token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or(Error::Admin { status: 200, body })
     }
 
     /// `PUT /admin/faults`: replaces the fault configuration; returns it as stored.

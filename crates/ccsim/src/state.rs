@@ -43,7 +43,7 @@ pub struct AppState {
 impl AppState {
     /// New state.
     pub fn new(config: Config, base_url: String, control: mpsc::UnboundedSender<Control>) -> Self {
-        let tokens = TokenStore::new(config.token_ttl);
+        let tokens = TokenStore::new(config.token_ttl, format!("{base_url}/uaa/oauth/token"));
         Self {
             config,
             base_url,

@@ -95,3 +95,8 @@ pub async fn token(State(app): State<Arc<AppState>>, headers: HeaderMap, body: B
     );
     response
 }
+
+/// `GET /uaa/token_keys`: the public keys that verify issued tokens (UAA's JWKS shape).
+pub async fn token_keys(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(lock(&app.tokens).token_keys())
+}

@@ -195,7 +195,8 @@ async fn tokens_expire_after_their_ttl() {
     let h = Harness::with(config).await;
     let (status, _) = h.get("/v3/apps").await;
     assert_eq!(status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // JWT times are whole seconds: a 1 s token is surely expired 2 s later.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, body) = h.get("/v3/apps").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(cc_error(&body).0, "CF-InvalidAuthToken");

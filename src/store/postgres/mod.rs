@@ -38,7 +38,7 @@ const MIGRATE_RETRY: Duration = Duration::from_secs(1);
 
 const _: () = assert!(LOCK_TIMEOUT.as_millis() < STATEMENT_TIMEOUT.as_millis());
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The channel on which a transaction announces, at commit, that a resource's lease ended
 /// or its queue changed (payload `type/guid`).
@@ -255,6 +255,7 @@ impl Store for PgStore {
                      WHEN 'ended' THEN NOT (l.ended_at IS NULL AND l.expires_at > now()) \
                      ELSE true END \
                AND ($5::timestamptz IS NULL OR (l.acquired_at, l.id) < ($5, $6::uuid)) \
+               AND ($8::text IS NULL OR l.principal = $8) \
              ORDER BY l.acquired_at DESC, l.id DESC \
              LIMIT $7"
         );
@@ -271,6 +272,7 @@ impl Store for PgStore {
             .bind(query.after.map(|(at, _)| at))
             .bind(query.after.map(|(_, id)| id.0))
             .bind(i64::from(query.limit) + 1)
+            .bind(query.principal.as_deref())
             .fetch_all(self.ready()?)
             .await
             .map_err(db_error)?;

@@ -196,7 +196,7 @@ impl PgResourceTx {
         self.save(Some(Entry {
             event: Event::lease_ended(how),
             at,
-            actor: Some(&lease.holder),
+            actor: Some(lease.actor()),
             lease: Some((lease.id, lease.fencing_token)),
             detail: None,
         }))
@@ -279,7 +279,7 @@ impl ResourceTx for PgResourceTx {
         self.save(Some(Entry {
             event: Event::LeaseGranted,
             at: now,
-            actor: Some(&lease.holder),
+            actor: Some(lease.actor()),
             lease: Some((lease.id, lease.fencing_token)),
             detail: None,
         }))
@@ -316,7 +316,7 @@ impl ResourceTx for PgResourceTx {
         self.save(Some(Entry {
             event: Event::LeaseRenewed,
             at: now,
-            actor: Some(&lease.holder),
+            actor: Some(lease.actor()),
             lease: Some((lease.id, lease.fencing_token)),
             detail: None,
         }))
