@@ -29,11 +29,16 @@ RUN mkdir -p src crates/cf-metadata/src crates/ccsim/src \
 # take the stubs' build for current, hence the touch.
 COPY . .
 RUN find src crates -name '*.rs' -exec touch {} + \
-    && cargo build --release --locked -p leasehold -p ccsim
+    && cargo build --release --locked -p leasehold -p ccsim \
+    && mkdir -p /data
 
 # Distroless "cc": glibc, libgcc, CA certificates and tzdata, no shell, user nonroot (65532).
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/leasehold /src/target/release/ccsim /usr/local/bin/
+# Without DATABASE_URL leasehold keeps an embedded SQLite database here (one container).
+COPY --from=build --chown=65532:65532 /data /data
+VOLUME /data
+ENV LEASEHOLD_DATA_DIR=/data
 USER nonroot:nonroot
 # Listening beyond loopback, leasehold refuses to start without authentication: run it with
 # LEASEHOLD_AUTH=uaa (and LEASEHOLD_UAA_URL) or =tokens, or LEASEHOLD_INSECURE_NO_AUTH=true.

@@ -1,7 +1,8 @@
 //! Where the CPU went during the measurement window (Linux `/proc`): the whole host, the
 //! leasehold processes (`--pid`), every `postgres` process, this load generator, and the
-//! rest ("other": anything else running on the machine, e.g. a compiler — a sign that the
-//! figures of that run are disturbed). In ticks of 1/100 s (USER_HZ on Linux).
+//! interrupts (loopback TCP is mostly softirq), and the rest ("other": anything else
+//! running on the machine, e.g. a compiler — a sign that the figures of that run are
+//! disturbed). In ticks of 1/100 s (USER_HZ on Linux).
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 #[derive(Debug, Clone, Default)]
 pub struct Sample {
     host_busy: u64,
+    host_irq: u64,
     watched: u64,
     postgres: BTreeMap<u32, u64>,
     own: u64,
@@ -31,22 +33,24 @@ fn process_ticks(stat_path: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-fn host_busy() -> u64 {
+/// (busy, of which irq + softirq) ticks of the whole host. Interrupt time (loopback TCP
+/// is mostly softirq) is not in any process's figures.
+fn host_busy() -> (u64, u64) {
     let Ok(text) = std::fs::read_to_string("/proc/stat") else {
-        return 0;
+        return (0, 0);
     };
     let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
-        return 0;
+        return (0, 0);
     };
     let v: Vec<u64> = line
         .split_whitespace()
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal (guest time is inside user).
     let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    total.saturating_sub(idle)
+    (total.saturating_sub(at(3) + at(4)), at(5) + at(6))
 }
 
 /// Every process: pid -> (command name, ticks).
@@ -85,8 +89,10 @@ pub fn sample(pids: &[u32]) -> Sample {
             others.insert(pid, (comm, ticks));
         }
     }
+    let (host_busy, host_irq) = host_busy();
     Sample {
-        host_busy: host_busy(),
+        host_busy,
+        host_irq,
         watched,
         postgres,
         own: process_ticks("/proc/self/stat").unwrap_or(0),
@@ -108,7 +114,8 @@ pub fn between(a: &Sample, b: &Sample, seconds: f64, ops: u64) -> Value {
     let host = b.host_busy.saturating_sub(a.host_busy);
     let leasehold = b.watched.saturating_sub(a.watched);
     let own = b.own.saturating_sub(a.own);
-    let other = host.saturating_sub(leasehold + postgres + own);
+    let irq = b.host_irq.saturating_sub(a.host_irq);
+    let other = host.saturating_sub(leasehold + postgres + own + irq);
     // The busiest other commands (processes that ended in between are not seen).
     let mut by_command: BTreeMap<&str, u64> = BTreeMap::new();
     for (pid, (comm, t)) in &b.others {
@@ -127,6 +134,7 @@ pub fn between(a: &Sample, b: &Sample, seconds: f64, ops: u64) -> Value {
         "leasehold_cores": cores(leasehold),
         "postgres_cores": cores(postgres),
         "bench_cores": cores(own),
+        "irq_cores": cores(irq),
         "other_cores": cores(other),
         "other_top_commands_cores": top,
         "leasehold_cpu_ms_per_op": per_op(leasehold),

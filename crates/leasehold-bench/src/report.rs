@@ -105,7 +105,7 @@ pub fn one_line(run: &Value) -> String {
     if !run["cpu"].is_null() {
         let _ = write!(
             line,
-            "; cores busy leasehold/PG/bench/other {}",
+            "; cores busy leasehold/PG/bench/irq/other {}",
             cpu_text(&run["cpu"])
         );
     }
@@ -134,16 +134,18 @@ pub fn one_line(run: &Value) -> String {
     line
 }
 
-/// Cores busy during the window: leasehold / PostgreSQL / load generator / anything else.
+/// Cores busy during the window: leasehold / PostgreSQL / load generator / interrupts /
+/// anything else.
 fn cpu_text(cpu: &Value) -> String {
     if cpu.is_null() {
         return "–".into();
     }
     let mut text = format!(
-        "{} / {} / {} / {}",
+        "{} / {} / {} / {} / {}",
         num(f(&cpu["leasehold_cores"]), 2),
         num(f(&cpu["postgres_cores"]), 2),
         num(f(&cpu["bench_cores"]), 2),
+        num(f(&cpu["irq_cores"]), 2),
         num(f(&cpu["other_cores"]), 2)
     );
     if f(&cpu["other_cores"]).is_some_and(|o| o >= 0.1)
@@ -430,7 +432,7 @@ fn markdown(merged: &Value) -> String {
     );
     let _ = writeln!(
         md,
-        "| workload | instances | C | ops/s | attempts/s | latency of | p50 | p90 | p99 | max | errors | cores busy: leasehold / PG / bench / other |"
+        "| workload | instances | C | ops/s | attempts/s | latency of | p50 | p90 | p99 | max | errors | cores busy: leasehold / PG / bench / irq / other |"
     );
     let _ = writeln!(
         md,
@@ -461,7 +463,7 @@ fn markdown(merged: &Value) -> String {
     }
     let _ = writeln!(
         md,
-        "\n*cores busy*: average CPU cores used during the measured seconds (from /proc); *other* is everything else on the machine — when it is not near 0, something else was running and the run is disturbed."
+        "\n*cores busy*: average CPU cores used during the measured seconds (from /proc; out of the cores listed above); *irq* is interrupt time (loopback TCP is mostly softirq); *other* is everything else on the machine, with its busiest commands — when it is not near 0, something else was running and the run is disturbed."
     );
 
     let hot: Vec<&Value> = runs.iter().filter(|r| r["workload"] == "hot").collect();
