@@ -144,6 +144,16 @@ pub struct HistoryEntry {
     pub detail: Option<Value>,
 }
 
+/// One history entry to append; `save` numbers it.
+#[derive(Debug, Clone)]
+pub struct NewEntry<'a> {
+    pub event: Event,
+    pub at: DateTime<Utc>,
+    pub actor: Option<&'a str>,
+    pub lease: Option<(LeaseId, FencingToken)>,
+    pub detail: Option<Value>,
+}
+
 /// Which leases the operator listing shows, by state at the database's now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StateFilter {
@@ -298,6 +308,13 @@ pub trait ResourceTx: Send {
     /// Leaves the queue; waiters on every instance are told.
     async fn dequeue(&mut self, waiter: Waiter) -> Result<(), StoreError>;
 
+    /// The state the shared transitions below change (backends only).
+    fn state_mut(&mut self) -> &mut ResourceState;
+
+    /// Writes the in-memory state to the resource's row, and appends `entry` when given,
+    /// numbering it next in the resource's history (backends only).
+    async fn save(&mut self, entry: Option<NewEntry<'_>>) -> Result<(), StoreError>;
+
     /// Replaces the metadata, bumps the version and records the change. With an upstream,
     /// `upstream_digest` is the digest of its body after the write.
     async fn write_metadata(
@@ -306,7 +323,23 @@ pub trait ResourceTx: Send {
         change: &MetadataChange,
         actor: &Actor,
         upstream_digest: Option<String>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let state = self.state_mut();
+        state.version += 1;
+        state.metadata = after;
+        if upstream_digest.is_some() {
+            state.upstream_digest = upstream_digest;
+            state.upstream_uncertain = false;
+        }
+        let entry = NewEntry {
+            event: Event::MetadataChanged,
+            at: state.now,
+            actor: actor.name.as_deref(),
+            lease: actor.lease,
+            detail: serde_json::to_value(change).ok(),
+        };
+        self.save(Some(entry)).await
+    }
 
     /// Compares what the upstream has now with what leasehold last saw. The first sight is a
     /// baseline (no version change); a different digest later is drift: the metadata is taken
@@ -315,10 +348,52 @@ pub trait ResourceTx: Send {
         &mut self,
         metadata: Metadata,
         digest: String,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let state = self.state_mut();
+        let Some(seen) = state.upstream_digest.as_deref() else {
+            state.metadata = metadata;
+            state.upstream_digest = Some(digest);
+            self.save(None).await?;
+            return Ok(false);
+        };
+        if seen == digest {
+            if state.upstream_uncertain {
+                // The lost write did not land: nothing changed upstream.
+                state.upstream_uncertain = false;
+                self.save(None).await?;
+            }
+            return Ok(false);
+        }
+        let mut detail = state
+            .metadata
+            .change_to(&metadata)
+            .and_then(|c| serde_json::to_value(c).ok())
+            .unwrap_or_else(|| serde_json::json!({"labels": {}, "annotations": {}}));
+        detail["cause"] = Value::from(if state.upstream_uncertain {
+            "unacknowledged-write"
+        } else {
+            "out-of-band"
+        });
+        state.version += 1;
+        state.metadata = metadata;
+        state.upstream_digest = Some(digest);
+        state.upstream_uncertain = false;
+        let entry = NewEntry {
+            event: Event::Drift,
+            at: state.now,
+            actor: None,
+            lease: None,
+            detail: Some(detail),
+        };
+        self.save(Some(entry)).await?;
+        Ok(true)
+    }
 
     /// Marks that a write was sent upstream whose outcome is unknown.
-    async fn mark_upstream_uncertain(&mut self) -> Result<(), StoreError>;
+    async fn mark_upstream_uncertain(&mut self) -> Result<(), StoreError> {
+        self.state_mut().upstream_uncertain = true;
+        self.save(None).await
+    }
 
     /// Tombstones the resource and bumps the version; `detail` goes into the history entry.
     async fn delete(&mut self, actor: &Actor, detail: Option<Value>) -> Result<(), StoreError>;

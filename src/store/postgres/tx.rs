@@ -8,9 +8,10 @@ use serde_json::Value;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use crate::domain::lease::{FencingToken, Holder, Lease, LeaseEnd, LeaseId, Ttl};
-use crate::domain::metadata::{Metadata, MetadataChange};
 use crate::domain::resource::ResourceKey;
-use crate::store::{Actor, Event, QueueHead, ResourceState, ResourceTx, StoreError, Waiter};
+use crate::store::{
+    Actor, Event, NewEntry, QueueHead, ResourceState, ResourceTx, StoreError, Waiter,
+};
 
 use super::db_error;
 use super::rows::{
@@ -21,15 +22,6 @@ pub struct PgResourceTx {
     tx: Transaction<'static, Postgres>,
     state: ResourceState,
     history_seq: u64,
-}
-
-/// One history entry to append.
-struct Entry<'a> {
-    event: Event,
-    at: DateTime<Utc>,
-    actor: Option<&'a str>,
-    lease: Option<(LeaseId, FencingToken)>,
-    detail: Option<Value>,
 }
 
 /// Writes the resource row from the in-memory state; `$1, $2` name the resource.
@@ -133,7 +125,7 @@ impl PgResourceTx {
     }
 
     /// Writes the in-memory state, and appends `entry` when given, in one statement.
-    async fn save(&mut self, entry: Option<Entry<'_>>) -> Result<(), StoreError> {
+    async fn save_state(&mut self, entry: Option<NewEntry<'_>>) -> Result<(), StoreError> {
         if entry.is_some() {
             self.history_seq += 1;
         }
@@ -193,7 +185,7 @@ impl PgResourceTx {
         }
         self.notify().await?;
         crate::metrics::lease_event(how.as_str());
-        self.save(Some(Entry {
+        self.save_state(Some(NewEntry {
             event: Event::lease_ended(how),
             at,
             actor: Some(lease.actor()),
@@ -213,6 +205,14 @@ impl PgResourceTx {
 impl ResourceTx for PgResourceTx {
     fn state(&self) -> &ResourceState {
         &self.state
+    }
+
+    fn state_mut(&mut self) -> &mut ResourceState {
+        &mut self.state
+    }
+
+    async fn save(&mut self, entry: Option<NewEntry<'_>>) -> Result<(), StoreError> {
+        self.save_state(entry).await
     }
 
     async fn lease(&mut self, id: LeaseId) -> Result<Option<Lease>, StoreError> {
@@ -276,7 +276,7 @@ impl ResourceTx for PgResourceTx {
         .map_err(db_error)?;
         self.state.fence = lease.fencing_token.0;
         crate::metrics::lease_event("granted");
-        self.save(Some(Entry {
+        self.save_state(Some(NewEntry {
             event: Event::LeaseGranted,
             at: now,
             actor: Some(lease.actor()),
@@ -313,7 +313,7 @@ impl ResourceTx for PgResourceTx {
                 lease.id
             )));
         }
-        self.save(Some(Entry {
+        self.save_state(Some(NewEntry {
             event: Event::LeaseRenewed,
             at: now,
             actor: Some(lease.actor()),
@@ -331,91 +331,18 @@ impl ResourceTx for PgResourceTx {
         self.close_lease(lease, how, now).await
     }
 
-    async fn write_metadata(
-        &mut self,
-        after: Metadata,
-        change: &MetadataChange,
-        actor: &Actor,
-        upstream_digest: Option<String>,
-    ) -> Result<(), StoreError> {
-        self.state.version += 1;
-        self.state.metadata = after;
-        if upstream_digest.is_some() {
-            self.state.upstream_digest = upstream_digest;
-            self.state.upstream_uncertain = false;
-        }
-        let entry = Entry {
-            event: Event::MetadataChanged,
-            at: self.state.now,
-            actor: actor.name.as_deref(),
-            lease: actor.lease,
-            detail: serde_json::to_value(change).ok(),
-        };
-        self.save(Some(entry)).await
-    }
-
-    async fn observe_upstream(
-        &mut self,
-        metadata: Metadata,
-        digest: String,
-    ) -> Result<bool, StoreError> {
-        let Some(seen) = self.state.upstream_digest.as_deref() else {
-            self.state.metadata = metadata;
-            self.state.upstream_digest = Some(digest);
-            self.save(None).await?;
-            return Ok(false);
-        };
-        if seen == digest {
-            if self.state.upstream_uncertain {
-                // The lost write did not land: nothing changed upstream.
-                self.state.upstream_uncertain = false;
-                self.save(None).await?;
-            }
-            return Ok(false);
-        }
-        let mut detail = self
-            .state
-            .metadata
-            .change_to(&metadata)
-            .and_then(|c| serde_json::to_value(c).ok())
-            .unwrap_or_else(|| serde_json::json!({"labels": {}, "annotations": {}}));
-        detail["cause"] = Value::from(if self.state.upstream_uncertain {
-            "unacknowledged-write"
-        } else {
-            "out-of-band"
-        });
-        self.state.version += 1;
-        self.state.metadata = metadata;
-        self.state.upstream_digest = Some(digest);
-        self.state.upstream_uncertain = false;
-        let entry = Entry {
-            event: Event::Drift,
-            at: self.state.now,
-            actor: None,
-            lease: None,
-            detail: Some(detail),
-        };
-        self.save(Some(entry)).await?;
-        Ok(true)
-    }
-
-    async fn mark_upstream_uncertain(&mut self) -> Result<(), StoreError> {
-        self.state.upstream_uncertain = true;
-        self.save(None).await
-    }
-
     async fn delete(&mut self, actor: &Actor, detail: Option<Value>) -> Result<(), StoreError> {
         self.notify().await?;
         self.state.version += 1;
         self.state.deleted = true;
-        let entry = Entry {
+        let entry = NewEntry {
             event: Event::Deleted,
             at: self.state.now,
             actor: actor.name.as_deref(),
             lease: actor.lease,
             detail,
         };
-        self.save(Some(entry)).await
+        self.save_state(Some(entry)).await
     }
 
     async fn queue_head(&mut self) -> Result<Option<QueueHead>, StoreError> {

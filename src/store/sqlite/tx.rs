@@ -13,9 +13,11 @@ use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::domain::lease::{FencingToken, Holder, Lease, LeaseEnd, LeaseId, Ttl};
-use crate::domain::metadata::{Metadata, MetadataChange};
+use crate::domain::metadata::Metadata;
 use crate::domain::resource::ResourceKey;
-use crate::store::{Actor, Event, QueueHead, ResourceState, ResourceTx, StoreError, Waiter};
+use crate::store::{
+    Actor, Event, NewEntry, QueueHead, ResourceState, ResourceTx, StoreError, Waiter,
+};
 
 use super::rows::{
     LEASE_COLUMNS, lease_from_row, metadata_from_row, metadata_json, micros, opt_time, signed,
@@ -39,15 +41,6 @@ pub struct SqliteResourceTx {
     /// Whether waiters must be told at commit (a lease ended, the queue changed).
     notify: bool,
     _resource: ResourceGuard,
-}
-
-/// One history entry to append.
-struct Entry<'a> {
-    event: Event,
-    at: DateTime<Utc>,
-    actor: Option<&'a str>,
-    lease: Option<(LeaseId, FencingToken)>,
-    detail: Option<Value>,
 }
 
 /// Writes the resource row from the in-memory state; `$1, $2` name the resource.
@@ -197,7 +190,7 @@ impl SqliteResourceTx {
     }
 
     /// Writes the in-memory state, and appends `entry` when given.
-    async fn save(&mut self, entry: Option<Entry<'_>>) -> Result<(), StoreError> {
+    async fn save_state(&mut self, entry: Option<NewEntry<'_>>) -> Result<(), StoreError> {
         if entry.is_some() {
             self.history_seq += 1;
         }
@@ -282,7 +275,7 @@ impl SqliteResourceTx {
         }
         self.notify = true;
         crate::metrics::lease_event(how.as_str());
-        self.save(Some(Entry {
+        self.save_state(Some(NewEntry {
             event: Event::lease_ended(how),
             at,
             actor: Some(lease.actor()),
@@ -327,6 +320,14 @@ impl std::ops::DerefMut for ReadConn<'_> {
 impl ResourceTx for SqliteResourceTx {
     fn state(&self) -> &ResourceState {
         &self.state
+    }
+
+    fn state_mut(&mut self) -> &mut ResourceState {
+        &mut self.state
+    }
+
+    async fn save(&mut self, entry: Option<NewEntry<'_>>) -> Result<(), StoreError> {
+        self.save_state(entry).await
     }
 
     async fn lease(&mut self, id: LeaseId) -> Result<Option<Lease>, StoreError> {
@@ -391,7 +392,7 @@ impl ResourceTx for SqliteResourceTx {
         .map_err(db_error)?;
         self.state.fence = lease.fencing_token.0;
         crate::metrics::lease_event("granted");
-        self.save(Some(Entry {
+        self.save_state(Some(NewEntry {
             event: Event::LeaseGranted,
             at: now,
             actor: Some(lease.actor()),
@@ -428,7 +429,7 @@ impl ResourceTx for SqliteResourceTx {
                 lease.id
             )));
         }
-        self.save(Some(Entry {
+        self.save_state(Some(NewEntry {
             event: Event::LeaseRenewed,
             at: now,
             actor: Some(lease.actor()),
@@ -446,91 +447,18 @@ impl ResourceTx for SqliteResourceTx {
         self.close_lease(lease, how, now).await
     }
 
-    async fn write_metadata(
-        &mut self,
-        after: Metadata,
-        change: &MetadataChange,
-        actor: &Actor,
-        upstream_digest: Option<String>,
-    ) -> Result<(), StoreError> {
-        self.state.version += 1;
-        self.state.metadata = after;
-        if upstream_digest.is_some() {
-            self.state.upstream_digest = upstream_digest;
-            self.state.upstream_uncertain = false;
-        }
-        let entry = Entry {
-            event: Event::MetadataChanged,
-            at: self.state.now,
-            actor: actor.name.as_deref(),
-            lease: actor.lease,
-            detail: serde_json::to_value(change).ok(),
-        };
-        self.save(Some(entry)).await
-    }
-
-    async fn observe_upstream(
-        &mut self,
-        metadata: Metadata,
-        digest: String,
-    ) -> Result<bool, StoreError> {
-        let Some(seen) = self.state.upstream_digest.as_deref() else {
-            self.state.metadata = metadata;
-            self.state.upstream_digest = Some(digest);
-            self.save(None).await?;
-            return Ok(false);
-        };
-        if seen == digest {
-            if self.state.upstream_uncertain {
-                // The lost write did not land: nothing changed upstream.
-                self.state.upstream_uncertain = false;
-                self.save(None).await?;
-            }
-            return Ok(false);
-        }
-        let mut detail = self
-            .state
-            .metadata
-            .change_to(&metadata)
-            .and_then(|c| serde_json::to_value(c).ok())
-            .unwrap_or_else(|| serde_json::json!({"labels": {}, "annotations": {}}));
-        detail["cause"] = Value::from(if self.state.upstream_uncertain {
-            "unacknowledged-write"
-        } else {
-            "out-of-band"
-        });
-        self.state.version += 1;
-        self.state.metadata = metadata;
-        self.state.upstream_digest = Some(digest);
-        self.state.upstream_uncertain = false;
-        let entry = Entry {
-            event: Event::Drift,
-            at: self.state.now,
-            actor: None,
-            lease: None,
-            detail: Some(detail),
-        };
-        self.save(Some(entry)).await?;
-        Ok(true)
-    }
-
-    async fn mark_upstream_uncertain(&mut self) -> Result<(), StoreError> {
-        self.state.upstream_uncertain = true;
-        self.save(None).await
-    }
-
     async fn delete(&mut self, actor: &Actor, detail: Option<Value>) -> Result<(), StoreError> {
         self.notify = true;
         self.state.version += 1;
         self.state.deleted = true;
-        let entry = Entry {
+        let entry = NewEntry {
             event: Event::Deleted,
             at: self.state.now,
             actor: actor.name.as_deref(),
             lease: actor.lease,
             detail,
         };
-        self.save(Some(entry)).await
+        self.save_state(Some(entry)).await
     }
 
     async fn queue_head(&mut self) -> Result<Option<QueueHead>, StoreError> {
