@@ -18,10 +18,12 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates/cf-metadata/Cargo.toml crates/cf-metadata/
 COPY crates/ccsim/Cargo.toml crates/ccsim/
-RUN mkdir -p src crates/cf-metadata/src crates/ccsim/src \
+COPY crates/leasehold-bench/Cargo.toml crates/leasehold-bench/
+RUN mkdir -p src crates/cf-metadata/src crates/ccsim/src crates/leasehold-bench/src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs crates/cf-metadata/src/lib.rs crates/ccsim/src/lib.rs \
     && echo 'fn main() {}' > crates/ccsim/src/main.rs \
+    && echo 'fn main() {}' > crates/leasehold-bench/src/main.rs \
     && cargo build --release --locked -p leasehold -p ccsim \
     && rm -rf src crates
 

@@ -59,6 +59,11 @@ impl Coordinator {
         key: ResourceKey,
         request: AcquireRequest,
     ) -> Result<Acquired, CoordinatorError> {
+        if !request.wait.is_zero() {
+            // Before taking the lock: announcing uses a connection of its own, and waiting
+            // for one while holding the resource's lock could exhaust the pool.
+            self.announce().await?;
+        }
         let mut tx = self.store.lock_resource(key).await?;
         match self.attempt(&mut tx, &request, None).await {
             Ok(Attempt::Acquired(acquired)) => return self.deliver(tx, acquired).await,
@@ -68,7 +73,6 @@ impl Coordinator {
             Ok(Attempt::Busy { .. }) => {}
             Err(error) => return refuse(tx, error).await,
         }
-        self.announce().await?;
         let deadline = Instant::now() + request.wait;
         let db_deadline =
             tx.state().now + chrono::Duration::from_std(request.wait).unwrap_or_default();

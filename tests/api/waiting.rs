@@ -302,3 +302,34 @@ async fn the_sweep_records_expired_leases_without_any_request_touching_them() {
     );
     assert_eq!(db.history_count(&res, "lease-expired").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_first_waiters_on_a_fresh_instance_do_not_exhaust_its_connection_pool() {
+    // More concurrent waiters than pooled connections, all queueing at once on an instance
+    // that has not announced itself yet: none may starve the others of connections.
+    let db = TestDb::new().await;
+    let app = spawn_app_with(&db, &["--db-max-connections", "4"]).await;
+    let res = Res::route();
+    let held = app.grant(&res, "holder", Some(30)).await;
+    let mut set = JoinSet::new();
+    for i in 0..8 {
+        let (app, res) = (app.clone_handle(), res.clone());
+        set.spawn(async move {
+            let r = acquire_waiting(&app, &res, &format!("waiter/{i}"), 30).await;
+            assert_eq!(r.status(), StatusCode::CREATED, "waiter {i}");
+            let lease: Value = r.json().await.unwrap();
+            assert_eq!(
+                app.release(&id_of(&lease)).await.status(),
+                StatusCode::NO_CONTENT
+            );
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.release(&id_of(&held)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    while let Some(done) = set.join_next().await {
+        done.expect("waiter");
+    }
+}
