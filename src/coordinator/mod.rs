@@ -190,7 +190,11 @@ impl Coordinator {
         let mut tx = self.store.lock_resource(lease.resource).await?;
         // Read again under the lock: the lease may have ended meanwhile (the lock recorded
         // its expiry if its time ran out).
-        let lease = tx.lease(id).await?.ok_or(CoordinatorError::LeaseNotFound)?;
+        let lease = match tx.state().lease.clone().filter(|active| active.id == id) {
+            // The active lease was read under the lock already.
+            Some(active) => active,
+            None => tx.lease(id).await?.ok_or(CoordinatorError::LeaseNotFound)?,
+        };
         match lease.ended_at(tx.state().now) {
             Some((how, _)) => refuse(tx, CoordinatorError::LeaseEnded(how)).await,
             None => Ok((tx, lease)),

@@ -140,7 +140,12 @@ impl Problem {
         error: &dyn std::error::Error,
     ) -> Self {
         let error_id = uuid::Uuid::new_v4();
-        tracing::error!(%error_id, error = %error_chain(error), "{detail}");
+        // A 503 is a passing condition (the database restarting, a busy lock); a 500 is a defect.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(%error_id, error = %error_chain(error), "{detail}");
+        } else {
+            tracing::error!(%error_id, error = %error_chain(error), "{detail}");
+        }
         Self::new(status, code, title, detail).with("error_id", error_id.to_string())
     }
 

@@ -164,16 +164,21 @@ impl PgResourceTx {
         how: LeaseEnd,
         at: DateTime<Utc>,
     ) -> Result<Lease, StoreError> {
-        let done = sqlx::query(
-            "UPDATE leases SET ended_at = $2, end_reason = $3 WHERE id = $1 AND ended_at IS NULL",
+        // Ends the lease and announces it (delivered at commit) in one round trip.
+        let ended = sqlx::query(
+            "WITH ended AS (UPDATE leases SET ended_at = $2, end_reason = $3 \
+               WHERE id = $1 AND ended_at IS NULL RETURNING 1) \
+             SELECT pg_notify($4, $5) FROM ended",
         )
         .bind(lease.id.0)
         .bind(at)
         .bind(how.as_str())
-        .execute(self.conn())
+        .bind(super::EVENTS_CHANNEL)
+        .bind(self.state.key.to_string())
+        .fetch_all(self.conn())
         .await
         .map_err(db_error)?;
-        if done.rows_affected() != 1 {
+        if ended.len() != 1 {
             return Err(StoreError::Corrupt(format!(
                 "lease {} was not open inside its resource's lock",
                 lease.id
@@ -183,7 +188,6 @@ impl PgResourceTx {
             let until = at + chrono::Duration::seconds(i64::from(lease.lock_delay_seconds));
             self.state.lock_delay_until = self.state.lock_delay_until.max(Some(until));
         }
-        self.notify().await?;
         crate::metrics::lease_event(how.as_str());
         self.save_state(Some(NewEntry {
             event: Event::lease_ended(how),
