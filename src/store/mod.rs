@@ -278,6 +278,12 @@ pub trait ResourceTx: Send {
     /// A lease of this resource by id, as recorded (the caller judges it at `state().now`).
     async fn lease(&mut self, id: LeaseId) -> Result<Option<Lease>, StoreError>;
 
+    /// Inserts a new open lease (backends only; `grant` decides what it is).
+    async fn insert_lease(&mut self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Writes a renewed lease's TTL, `renewed_at` and `expires_at` (backends only).
+    async fn extend_lease(&mut self, renewed: &Lease) -> Result<(), StoreError>;
+
     /// Grants a new lease with the next fencing token; there must be no active lease.
     async fn grant(
         &mut self,
@@ -285,10 +291,59 @@ pub trait ResourceTx: Send {
         principal: Option<&str>,
         ttl: Ttl,
         lock_delay_seconds: u32,
-    ) -> Result<Lease, StoreError>;
+    ) -> Result<Lease, StoreError> {
+        let state = self.state_mut();
+        let now = state.now;
+        let lease = Lease {
+            id: LeaseId::new_random(),
+            resource: state.key,
+            holder: holder.as_str().to_owned(),
+            principal: principal.map(str::to_owned),
+            fencing_token: FencingToken(state.fence + 1),
+            ttl_seconds: ttl.seconds(),
+            lock_delay_seconds,
+            acquired_at: now,
+            renewed_at: now,
+            expires_at: now + ttl.as_chrono(),
+            ended: None,
+        };
+        self.insert_lease(&lease).await?;
+        self.state_mut().fence = lease.fencing_token.0;
+        self.save(Some(NewEntry {
+            event: Event::LeaseGranted,
+            at: now,
+            actor: Some(lease.actor()),
+            lease: Some((lease.id, lease.fencing_token)),
+            detail: None,
+        }))
+        .await?;
+        crate::metrics::lease_event("granted");
+        self.state_mut().lease = Some(lease.clone());
+        Ok(lease)
+    }
 
     /// Extends the active lease to now + `ttl`.
-    async fn renew(&mut self, lease: &Lease, ttl: Ttl) -> Result<Lease, StoreError>;
+    async fn renew(&mut self, lease: &Lease, ttl: Ttl) -> Result<Lease, StoreError> {
+        let now = self.state().now;
+        let renewed = Lease {
+            ttl_seconds: ttl.seconds(),
+            renewed_at: now,
+            expires_at: now + ttl.as_chrono(),
+            ..lease.clone()
+        };
+        self.extend_lease(&renewed).await?;
+        self.save(Some(NewEntry {
+            event: Event::LeaseRenewed,
+            at: now,
+            actor: Some(lease.actor()),
+            lease: Some((lease.id, lease.fencing_token)),
+            detail: None,
+        }))
+        .await?;
+        crate::metrics::lease_event("renewed");
+        self.state_mut().lease = Some(renewed.clone());
+        Ok(renewed)
+    }
 
     /// Ends the active lease now, as released or revoked (a revocation starts its
     /// lock-delay). Waiters on every instance are told.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
-use crate::domain::lease::{FencingToken, Holder, Lease, LeaseEnd, LeaseId, Ttl};
+use crate::domain::lease::{Holder, Lease, LeaseEnd, LeaseId};
 use crate::domain::resource::ResourceKey;
 use crate::store::{
     Actor, Event, NewEntry, QueueHead, ResourceState, ResourceTx, StoreError, Waiter,
@@ -238,27 +238,7 @@ impl ResourceTx for PgResourceTx {
         }
     }
 
-    async fn grant(
-        &mut self,
-        holder: &Holder,
-        principal: Option<&str>,
-        ttl: Ttl,
-        lock_delay_seconds: u32,
-    ) -> Result<Lease, StoreError> {
-        let now = self.state.now;
-        let lease = Lease {
-            id: LeaseId::new_random(),
-            resource: self.state.key,
-            holder: holder.as_str().to_owned(),
-            principal: principal.map(str::to_owned),
-            fencing_token: FencingToken(self.state.fence + 1),
-            ttl_seconds: ttl.seconds(),
-            lock_delay_seconds,
-            acquired_at: now,
-            renewed_at: now,
-            expires_at: now + ttl.as_chrono(),
-            ended: None,
-        };
+    async fn insert_lease(&mut self, lease: &Lease) -> Result<(), StoreError> {
         // The unique index on open leases backs up the lock: a second open lease cannot exist.
         sqlx::query(
             "INSERT INTO leases (id, resource_type, resource_guid, holder, fencing_token, \
@@ -270,43 +250,25 @@ impl ResourceTx for PgResourceTx {
         .bind(lease.resource.guid)
         .bind(&lease.holder)
         .bind(signed(lease.fencing_token.0))
-        .bind(ttl.seconds() as i32)
-        .bind(now)
+        .bind(lease.ttl_seconds as i32)
+        .bind(lease.acquired_at)
         .bind(lease.expires_at)
-        .bind(lock_delay_seconds as i32)
-        .bind(principal)
+        .bind(lease.lock_delay_seconds as i32)
+        .bind(lease.principal.as_deref())
         .execute(self.conn())
         .await
         .map_err(db_error)?;
-        self.state.fence = lease.fencing_token.0;
-        crate::metrics::lease_event("granted");
-        self.save_state(Some(NewEntry {
-            event: Event::LeaseGranted,
-            at: now,
-            actor: Some(lease.actor()),
-            lease: Some((lease.id, lease.fencing_token)),
-            detail: None,
-        }))
-        .await?;
-        self.state.lease = Some(lease.clone());
-        Ok(lease)
+        Ok(())
     }
 
-    async fn renew(&mut self, lease: &Lease, ttl: Ttl) -> Result<Lease, StoreError> {
-        let now = self.state.now;
-        let renewed = Lease {
-            ttl_seconds: ttl.seconds(),
-            renewed_at: now,
-            expires_at: now + ttl.as_chrono(),
-            ..lease.clone()
-        };
+    async fn extend_lease(&mut self, renewed: &Lease) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE leases SET ttl_seconds = $2, renewed_at = $3, expires_at = $4 \
              WHERE id = $1 AND ended_at IS NULL",
         )
-        .bind(lease.id.0)
-        .bind(ttl.seconds() as i32)
-        .bind(now)
+        .bind(renewed.id.0)
+        .bind(renewed.ttl_seconds as i32)
+        .bind(renewed.renewed_at)
         .bind(renewed.expires_at)
         .execute(self.conn())
         .await
@@ -314,20 +276,10 @@ impl ResourceTx for PgResourceTx {
         if done.rows_affected() != 1 {
             return Err(StoreError::Corrupt(format!(
                 "lease {} was not open inside its resource's lock",
-                lease.id
+                renewed.id
             )));
         }
-        self.save_state(Some(NewEntry {
-            event: Event::LeaseRenewed,
-            at: now,
-            actor: Some(lease.actor()),
-            lease: Some((lease.id, lease.fencing_token)),
-            detail: None,
-        }))
-        .await?;
-        crate::metrics::lease_event("renewed");
-        self.state.lease = Some(renewed.clone());
-        Ok(renewed)
+        Ok(())
     }
 
     async fn end(&mut self, lease: &Lease, how: LeaseEnd) -> Result<Lease, StoreError> {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
-use crate::domain::lease::{FencingToken, Holder, Lease, LeaseEnd, LeaseId, Ttl};
+use crate::domain::lease::{Holder, Lease, LeaseEnd, LeaseId};
 use crate::domain::metadata::Metadata;
 use crate::domain::resource::ResourceKey;
 use crate::store::{
@@ -350,27 +350,7 @@ impl ResourceTx for SqliteResourceTx {
         }
     }
 
-    async fn grant(
-        &mut self,
-        holder: &Holder,
-        principal: Option<&str>,
-        ttl: Ttl,
-        lock_delay_seconds: u32,
-    ) -> Result<Lease, StoreError> {
-        let now = self.state.now;
-        let lease = Lease {
-            id: LeaseId::new_random(),
-            resource: self.state.key,
-            holder: holder.as_str().to_owned(),
-            principal: principal.map(str::to_owned),
-            fencing_token: FencingToken(self.state.fence + 1),
-            ttl_seconds: ttl.seconds(),
-            lock_delay_seconds,
-            acquired_at: now,
-            renewed_at: now,
-            expires_at: now + ttl.as_chrono(),
-            ended: None,
-        };
+    async fn insert_lease(&mut self, lease: &Lease) -> Result<(), StoreError> {
         // The unique index on open leases backs up the lock: a second open lease cannot exist.
         sqlx::query(
             "INSERT INTO leases (id, resource_type, resource_guid, holder, fencing_token, \
@@ -382,43 +362,25 @@ impl ResourceTx for SqliteResourceTx {
         .bind(uuid_text(lease.resource.guid))
         .bind(&lease.holder)
         .bind(signed(lease.fencing_token.0))
-        .bind(i64::from(ttl.seconds()))
-        .bind(micros(now))
+        .bind(i64::from(lease.ttl_seconds))
+        .bind(micros(lease.acquired_at))
         .bind(micros(lease.expires_at))
-        .bind(i64::from(lock_delay_seconds))
-        .bind(principal)
+        .bind(i64::from(lease.lock_delay_seconds))
+        .bind(lease.principal.as_deref())
         .execute(self.conn().await?)
         .await
         .map_err(db_error)?;
-        self.state.fence = lease.fencing_token.0;
-        crate::metrics::lease_event("granted");
-        self.save_state(Some(NewEntry {
-            event: Event::LeaseGranted,
-            at: now,
-            actor: Some(lease.actor()),
-            lease: Some((lease.id, lease.fencing_token)),
-            detail: None,
-        }))
-        .await?;
-        self.state.lease = Some(lease.clone());
-        Ok(lease)
+        Ok(())
     }
 
-    async fn renew(&mut self, lease: &Lease, ttl: Ttl) -> Result<Lease, StoreError> {
-        let now = self.state.now;
-        let renewed = Lease {
-            ttl_seconds: ttl.seconds(),
-            renewed_at: now,
-            expires_at: now + ttl.as_chrono(),
-            ..lease.clone()
-        };
+    async fn extend_lease(&mut self, renewed: &Lease) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE leases SET ttl_seconds = $2, renewed_at = $3, expires_at = $4 \
              WHERE id = $1 AND ended_at IS NULL",
         )
-        .bind(uuid_text(lease.id.0))
-        .bind(i64::from(ttl.seconds()))
-        .bind(micros(now))
+        .bind(uuid_text(renewed.id.0))
+        .bind(i64::from(renewed.ttl_seconds))
+        .bind(micros(renewed.renewed_at))
         .bind(micros(renewed.expires_at))
         .execute(self.conn().await?)
         .await
@@ -426,20 +388,10 @@ impl ResourceTx for SqliteResourceTx {
         if done.rows_affected() != 1 {
             return Err(StoreError::Corrupt(format!(
                 "lease {} was not open inside its resource's lock",
-                lease.id
+                renewed.id
             )));
         }
-        self.save_state(Some(NewEntry {
-            event: Event::LeaseRenewed,
-            at: now,
-            actor: Some(lease.actor()),
-            lease: Some((lease.id, lease.fencing_token)),
-            detail: None,
-        }))
-        .await?;
-        crate::metrics::lease_event("renewed");
-        self.state.lease = Some(renewed.clone());
-        Ok(renewed)
+        Ok(())
     }
 
     async fn end(&mut self, lease: &Lease, how: LeaseEnd) -> Result<Lease, StoreError> {
