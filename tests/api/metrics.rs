@@ -155,6 +155,11 @@ async fn metrics_count_requests_by_route_template_with_histograms_problems_and_p
             "{event} is exported from the start: {page}"
         );
     }
+    // The grant above was counted (the store counts lease events as it writes them).
+    assert!(
+        sample(&page, "leasehold_leases_total", &[r#"event="granted""#]).is_some_and(|n| n >= 1.0),
+        "a grant is counted: {page}"
+    );
     assert!(!page.contains(&res.guid), "no GUID in any label: {page}");
     assert!(!page.contains(&id_of(&lease)), "no lease id in any label");
 }
